@@ -1,0 +1,94 @@
+"""The Python API behind the magics and the command line.
+
+``deploy(source, ...)`` does what a ``%%serve`` cell does, from any Python code;
+``endpoint(name)`` attaches to an endpoint another kernel deployed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from nbserve.backends import get_backend
+from nbserve.backends.base import DeployEvent, EndpointInfo
+from nbserve.cell import analyze_cell, make_bundle
+from nbserve.endpoint import Endpoint
+from nbserve.spec import ServeSpec, build_spec
+
+__all__ = ["deploy", "deploy_spec", "endpoint", "format_endpoints", "list_endpoints"]
+
+
+def deploy_spec(
+    spec: ServeSpec,
+    source: str,
+    *,
+    namespace: Mapping[str, Any] | None = None,
+    on_event: Callable[[DeployEvent], None] | None = None,
+) -> Endpoint:
+    """Check ``source`` against ``spec``, deploy it and return its ``Endpoint``."""
+    info = analyze_cell(source, handler=spec.handler, batched=spec.batched)
+    bundle = make_bundle(spec.name, source, info, batched=spec.batched, namespace=namespace)
+    backend = get_backend(spec.backend, spec.address)
+    endpoint_info = backend.deploy(spec, bundle, on_event or (lambda event: None))
+    return Endpoint(backend, endpoint_info)
+
+
+def deploy(
+    source: str,
+    name: str | None = None,
+    *,
+    namespace: Mapping[str, Any] | None = None,
+    on_event: Callable[[DeployEvent], None] | None = None,
+    **flags: Any,
+) -> Endpoint:
+    """Deploy cell ``source`` as the ``%%serve`` magic would.
+
+    ``flags`` are the magic's flags with underscores (``max_batch_size=32``, ``gpu="0.25"``,
+    ``replicas="1:4"``, ``no_batch=True``). ``name`` defaults to the handler's name.
+    """
+    if name is None:
+        name = analyze_cell(source, handler=flags.get("handler"), batched=not flags.get("no_batch")).name
+    spec = build_spec(name=name, environ=os.environ, **flags)
+    return deploy_spec(spec, source, namespace=namespace, on_event=on_event)
+
+
+def endpoint(name: str, *, backend: str = "ray", address: str | None = None) -> Endpoint:
+    """The ``Endpoint`` of an already deployed endpoint (from this or another kernel)."""
+    target = get_backend(backend, address or os.environ.get("RAY_ADDRESS") or None)
+    return Endpoint(target, target.info(name))
+
+
+def list_endpoints(*, backend: str = "ray", address: str | None = None) -> list[EndpointInfo]:
+    return get_backend(backend, address or os.environ.get("RAY_ADDRESS") or None).list()
+
+
+def format_endpoints(infos: Iterable[EndpointInfo]) -> str:
+    """A plain-text table, one endpoint a row."""
+    header = ("NAME", "STATUS", "REPLICAS", "HANDLER", "RESOURCES", "URL", "AGE")
+    now = time.time()
+    rows = [
+        (
+            i.name,
+            i.status.state,
+            str(i.status.replicas),
+            i.handler,
+            i.resources,
+            i.url,
+            _age(now - i.deployed_at),
+        )
+        for i in infos
+    ]
+    if not rows:
+        return "No endpoints. Create one with a %%serve cell (see `%%serve?`)."
+    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows])
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{max(seconds, 0):.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"

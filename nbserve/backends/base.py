@@ -1,0 +1,112 @@
+"""The seam between nbserve and a serving platform: one small interface per backend."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from nbserve.cell import CellBundle
+from nbserve.program import Outcome
+from nbserve.spec import ServeSpec
+
+__all__ = ["Backend", "DeployEvent", "EndpointClient", "EndpointInfo", "EndpointStatus", "ReplicaCounts"]
+
+# Endpoint states shown to users, whatever the backend calls them.
+STATES = ("deploying", "running", "updating", "unhealthy", "failed", "deleting", "deleted")
+
+
+@dataclass(frozen=True)
+class ReplicaCounts:
+    running: int = 0
+    target: int = 0
+    starting: int = 0
+    recovering: int = 0
+    stopping: int = 0
+
+    def __str__(self) -> str:
+        text = f"{self.running}/{self.target}"
+        extra = [f"{n} {what}" for n, what in ((self.starting, "starting"), (self.recovering, "recovering")) if n]
+        return f"{text} ({', '.join(extra)})" if extra else text
+
+
+@dataclass(frozen=True)
+class EndpointStatus:
+    name: str
+    state: str
+    replicas: ReplicaCounts
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    """What a backend knows of one deployed endpoint."""
+
+    name: str
+    backend: str
+    url: str
+    handler: str
+    batched: bool
+    max_batch_size: int
+    resources: str
+    deployed_at: float
+    status: EndpointStatus
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeployEvent:
+    """A step of a deployment, for progress displays."""
+
+    phase: str
+    elapsed_s: float
+    running: int = 0
+    target: int = 0
+    message: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.phase} · {self.elapsed_s:.1f} s"
+        if self.target:
+            text = f"{self.phase}: replicas {self.running}/{self.target} · {self.elapsed_s:.1f} s"
+        return f"{text} · {self.message}" if self.message else text
+
+
+class EndpointClient(Protocol):
+    """Calls into a deployed endpoint; used on nbserve's background event loop only."""
+
+    async def call(self, item: Any) -> Outcome: ...
+
+    async def call_batch(self, items: list[Any]) -> list[Outcome]: ...
+
+
+class Backend(ABC):
+    """Deploys cells and manages their endpoints on one platform (one cluster, one account)."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def deploy(self, spec: ServeSpec, bundle: CellBundle, on_event: Callable[[DeployEvent], None]) -> EndpointInfo:
+        """Deploy (or redeploy in place) and return once the endpoint answers.
+
+        Raises ``DeployError`` with nothing left half-deployed: a new endpoint is removed, a
+        failed update is rolled back to the version that served before.
+        """
+
+    @abstractmethod
+    def delete(self, name: str) -> None: ...
+
+    @abstractmethod
+    def list(self) -> list[EndpointInfo]: ...
+
+    @abstractmethod
+    def info(self, name: str) -> EndpointInfo: ...
+
+    @abstractmethod
+    def status(self, name: str) -> EndpointStatus: ...
+
+    @abstractmethod
+    def logs(self, name: str, tail: int = 200) -> str: ...
+
+    @abstractmethod
+    def client(self, name: str) -> EndpointClient: ...

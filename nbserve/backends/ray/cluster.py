@@ -1,0 +1,267 @@
+"""The Ray cluster behind the Ray backend: the embedded one, or one the user names.
+
+The embedded cluster is started with ``ray start --head`` as processes of its own, not
+inside the kernel, so endpoints outlive a kernel restart and the next kernel reuses the
+warm cluster. Its ports and Ray temp folder are nbserve's own (see ``nbserve.config``), which
+lets ``stop_embedded`` stop exactly that cluster and never another Ray on the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+
+import psutil
+
+from nbserve.config import LOOPBACK, EmbeddedSettings, embedded_settings
+from nbserve.errors import ClusterError
+
+__all__ = ["ClusterInfo", "connect", "embedded_status", "start_embedded", "stop_embedded"]
+
+log = logging.getLogger(__name__)
+START_TIMEOUT_S = 90.0
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    address: str
+    http_host: str
+    http_port: int
+    embedded: bool
+    dashboard_url: str | None = None
+    started_at: float | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.http_host}:{self.http_port}"
+
+
+def _listening(port: int, host: str = LOOPBACK) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+@contextlib.contextmanager
+def _locked(settings: EmbeddedSettings) -> Iterator[None]:
+    """One process at a time starts or stops the embedded cluster (several kernels may try)."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with open(settings.lock_file, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _info(settings: EmbeddedSettings, started_at: float | None) -> ClusterInfo:
+    return ClusterInfo(
+        address=settings.address,
+        http_host=LOOPBACK,
+        http_port=settings.http_port,
+        embedded=True,
+        dashboard_url=f"http://{LOOPBACK}:{settings.dashboard_port}",
+        started_at=started_at,
+    )
+
+
+def embedded_status(settings: EmbeddedSettings | None = None) -> ClusterInfo | None:
+    """The embedded cluster if it is up, else ``None``."""
+    settings = settings or embedded_settings()
+    if not _listening(settings.gcs_port):
+        return None
+    started_at = None
+    with contextlib.suppress(OSError, ValueError):
+        started_at = json.loads(settings.state_file.read_text()).get("started_at")
+    return _info(settings, started_at)
+
+
+def _ray_command() -> list[str]:
+    return [sys.executable, "-m", "ray.scripts.scripts"]
+
+
+def start_embedded(
+    settings: EmbeddedSettings | None = None, on_status: Callable[[str], None] | None = None
+) -> ClusterInfo:
+    """Start the embedded cluster unless it already runs; return how to reach it."""
+    settings = settings or embedded_settings()
+    with _locked(settings):
+        running = embedded_status(settings)
+        if running is not None:
+            return running
+        for port in (settings.dashboard_port, settings.client_server_port, settings.agent_port, settings.http_port):
+            if _listening(port):
+                raise ClusterError(
+                    f"port {port} on {LOOPBACK} is taken by another program, so the embedded Ray "
+                    "cluster cannot start; free it, or choose other ports with NBSERVE_RAY_PORT "
+                    "(and NBSERVE_HTTP_PORT for the HTTP port)"
+                )
+        if on_status:
+            on_status(f"starting the local Ray cluster on {settings.address}")
+        command = [
+            *_ray_command(),
+            "start",
+            "--head",
+            f"--port={settings.gcs_port}",
+            f"--node-ip-address={LOOPBACK}",
+            f"--dashboard-host={LOOPBACK}",
+            f"--dashboard-port={settings.dashboard_port}",
+            f"--ray-client-server-port={settings.client_server_port}",
+            f"--dashboard-agent-listen-port={settings.agent_port}",
+            f"--temp-dir={settings.temp_dir}",
+            "--disable-usage-stats",
+        ]
+        if settings.num_cpus is not None:
+            command.append(f"--num-cpus={settings.num_cpus}")
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        env.pop("RAY_ADDRESS", None)
+        started = time.time()
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=START_TIMEOUT_S)
+        if result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+            raise ClusterError(f"`ray start` failed (exit {result.returncode}):\n{tail}")
+        settings.state_file.write_text(
+            json.dumps({"started_at": started, "address": settings.address, "http_port": settings.http_port})
+        )
+        return _info(settings, started)
+
+
+def _cluster_processes(settings: EmbeddedSettings) -> list[psutil.Process]:
+    """The head's processes (found by our temp folder or ports) and all their descendants."""
+    marker = str(settings.temp_dir)
+    address_suffix = f":{settings.gcs_port}"
+    roots: list[psutil.Process] = []
+    for proc in psutil.process_iter(["cmdline", "uids"]):
+        try:
+            if proc.info["uids"] is not None and proc.info["uids"].real != os.getuid():
+                continue
+            args = proc.info["cmdline"] or []
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if proc.pid == os.getpid():
+            continue
+        # Ray's client server names the head by its node address, not our temp folder.
+        by_address = any(a.startswith("--address=") and a.endswith(address_suffix) for a in args)
+        if any(marker in a for a in args) or (by_address and any("ray" in a for a in args)):
+            roots.append(proc)
+    found: dict[int, psutil.Process] = {}
+    for proc in roots:
+        found[proc.pid] = proc
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for child in proc.children(recursive=True):
+                found[child.pid] = child
+    return list(found.values())
+
+
+def stop_embedded(settings: EmbeddedSettings | None = None, timeout_s: float = 20.0) -> bool:
+    """Stop the embedded cluster and every endpoint on it. Returns whether anything ran."""
+    settings = settings or embedded_settings()
+    with _locked(settings):
+        processes = _cluster_processes(settings)
+        if ray_connected_to(settings.address):
+            import ray
+
+            ray.shutdown()
+        for proc in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.send_signal(signal.SIGTERM)
+        _gone, alive = psutil.wait_procs(processes, timeout=timeout_s / 2)
+        for proc in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        psutil.wait_procs(alive, timeout=timeout_s / 2)
+        deadline = time.monotonic() + timeout_s
+        while _listening(settings.gcs_port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with contextlib.suppress(FileNotFoundError):
+            settings.state_file.unlink()
+        return bool(processes)
+
+
+def ray_connected_to(address: str) -> bool:
+    import ray
+
+    if not ray.is_initialized():
+        return False
+    return same_cluster(ray.get_runtime_context().gcs_address, address)
+
+
+def _local_hosts() -> set[str]:
+    hosts = {"localhost", "0.0.0.0", "::1", ""}
+    for addresses in psutil.net_if_addrs().values():
+        hosts.update(a.address for a in addresses if a.family in (socket.AF_INET, socket.AF_INET6))
+    return hosts
+
+
+def same_cluster(a: str, b: str) -> bool:
+    """Whether two GCS addresses name one cluster (Ray reports the node's own IP for ours)."""
+    host_a, _, port_a = a.removeprefix("ray://").rpartition(":")
+    host_b, _, port_b = b.removeprefix("ray://").rpartition(":")
+    if port_a != port_b:
+        return False
+    if host_a == host_b:
+        return True
+    local = _local_hosts()
+    return host_a in local and host_b in local
+
+
+def connect(address: str | None, on_status: Callable[[str], None] | None = None) -> ClusterInfo:
+    """Connect this process to the cluster (starting the embedded one if ``address`` is None)
+    and make sure Ray Serve runs on it, its HTTP proxy bound to loopback."""
+    import ray
+    from ray import serve
+
+    if address is None:
+        settings = embedded_settings()
+        info = start_embedded(settings, on_status)
+        target = settings.address
+    else:
+        target = address
+        info = ClusterInfo(address=address, http_host=LOOPBACK, http_port=8000, embedded=False)
+
+    if ray.is_initialized():
+        current = ray.get_runtime_context().gcs_address
+        if not target.startswith("ray://") and not same_cluster(current, target):
+            raise ClusterError(
+                f"this process is already connected to the Ray cluster at {current}, but nbserve was asked "
+                f"for {target}. Use --address {current}, or restart the kernel to switch clusters."
+            )
+    else:
+        try:
+            ray.init(
+                address=target,
+                log_to_driver=False,  # replica output belongs in `logs()`, not in later cells
+                logging_level=logging.WARNING,
+                configure_logging=False,
+            )
+        except Exception as exc:  # noqa: BLE001 - Ray raises many types for an unreachable cluster
+            raise ClusterError(f"cannot connect to the Ray cluster at {target}: {exc}") from exc
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
+    serve.start(http_options={"host": LOOPBACK, "port": info.http_port if info.embedded else 8000})
+    if not info.embedded:
+        info = _external_http(info)
+    return info
+
+
+def _external_http(info: ClusterInfo) -> ClusterInfo:
+    """Where an existing cluster's Serve proxy listens (its options may predate us)."""
+    from ray.serve.context import _get_global_client
+
+    try:
+        http = _get_global_client().http_config
+        host, port = http.host, http.port
+    except Exception:  # noqa: BLE001 - best effort; fall back to Serve's defaults
+        host, port = LOOPBACK, 8000
+    if host in ("0.0.0.0", "::", ""):
+        host = info.address.removeprefix("ray://").rpartition(":")[0] or LOOPBACK
+    return ClusterInfo(address=info.address, http_host=host, http_port=port, embedded=False)

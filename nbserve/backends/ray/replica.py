@@ -1,0 +1,95 @@
+"""The Ray Serve deployment that runs a cell: one class for every endpoint.
+
+Handle calls (``call``, ``call_batch``) return ``Outcome`` objects so the notebook can raise
+a clean ``HandlerError``; HTTP requests go through ``__call__`` and ``nbserve.protocol``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from ray import serve
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from nbserve import protocol
+from nbserve.cell import CellBundle
+from nbserve.program import CellProgram, Outcome
+from nbserve.spec import DEFAULT_BATCH_WAIT_S, DEFAULT_MAX_BATCH_SIZE, ServeSpec
+
+__all__ = ["CELL_DEPLOYMENT", "CellReplica"]
+
+# Every nbserve application holds one deployment of this name; it marks our applications
+# among others on a shared cluster.
+CELL_DEPLOYMENT = "nbserve_cell"
+
+
+class CellReplica:
+    def __init__(self, bundle: CellBundle, spec: ServeSpec, deployed_at: float) -> None:
+        self._bundle = bundle
+        self._spec = spec
+        self._deployed_at = deployed_at
+        self._program = CellProgram(bundle)  # SetupFailedError reaches the controller's status
+        if spec.batch is not None:
+            self.batched_call.set_max_batch_size(spec.batch.max_size)
+            self.batched_call.set_batch_wait_timeout_s(spec.batch.wait_s)
+
+    # Ray requires the batched method to be stored under its own name; the real size and
+    # wait are set per endpoint in __init__.
+    @serve.batch(max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S)
+    async def batched_call(self, items: list[Any]) -> list[Outcome]:
+        return await self._program.run_batch(items)
+
+    async def call(self, item: Any) -> Outcome:
+        """One input, through the batcher when the endpoint batches."""
+        if self._spec.batch is not None:
+            return await self.batched_call(item)
+        return await self._program.run_one(item)
+
+    async def call_batch(self, items: list[Any]) -> list[Outcome]:
+        """A chunk that is already a batch (``Endpoint.map``): straight to the handler."""
+        if self._spec.batch is not None:
+            return await self._program.run_batch(items)
+        return list(await asyncio.gather(*(self._program.run_one(x) for x in items)))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self._spec.name,
+            "handler": self._bundle.handler,
+            "batched": self._spec.batch is not None,
+            "max_batch_size": self._spec.batch.max_size if self._spec.batch else 1,
+            "resources": self._spec.resource_line(),
+            "route": self._spec.route,
+            "deployed_at": self._deployed_at,
+            "spec": self._spec,
+            "bundle": self._bundle,
+        }
+
+    def _usage(self) -> dict[str, Any]:
+        description = self.describe()
+        return {
+            "endpoint": description["name"],
+            "handler": description["handler"],
+            "batched": description["batched"],
+            "max_batch_size": description["max_batch_size"],
+            "resources": description["resources"],
+            "deployed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._deployed_at)),
+            "usage": 'POST {"input": x} -> {"output": y}; POST {"inputs": [x, ...]} -> {"outputs": [y, ...]}',
+        }
+
+    async def __call__(self, request: Request) -> JSONResponse:
+        if request.method == "GET":
+            return JSONResponse(self._usage())
+        if request.method != "POST":
+            body = protocol.error_body("MethodNotAllowed", f"{request.method} is not supported; POST JSON inputs")
+            return JSONResponse(body, status_code=405, headers={"Allow": "GET, POST"})
+        try:
+            protocol.check_length(request.headers.get("content-length"))
+            parsed = protocol.parse_request(await request.body())
+        except protocol.RequestError as exc:
+            return JSONResponse(exc.body(), status_code=exc.status)
+        outcomes = await asyncio.gather(*(self.call(item) for item in parsed.items))
+        status, body = protocol.render_outcomes(outcomes, parsed.single)
+        return JSONResponse(body, status_code=status)

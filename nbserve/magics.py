@@ -1,0 +1,150 @@
+"""``%%serve`` (deploy a cell) and ``%serve`` (manage endpoints).
+
+Thin by design: flags become a ``ServeSpec``, the cell goes to ``nbserve.api``, and every
+error a user can fix is an IPython ``UsageError`` (a message, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import display
+
+from nbserve import api
+from nbserve.cell import analyze_cell
+from nbserve.errors import CellError, ClusterError, EndpointNotFoundError, SpecError
+from nbserve.progress import DeployProgress
+from nbserve.spec import DEFAULT_BATCH_WAIT_S, DEFAULT_MAX_BATCH_SIZE, build_spec
+
+__all__ = ["ServeMagics"]
+
+VERBS_HELP = """
+Line magic (manage endpoints):
+  %serve ls                     list endpoints on the cluster
+  %serve status NAME            state and replica counts of NAME
+  %serve logs NAME [--tail N]   what NAME's replicas printed
+  %serve down NAME [NAME ...]   delete endpoints
+  %serve down --all             delete every nbserve endpoint on the cluster
+Each verb takes --address ADDRESS for a cluster other than the embedded one.
+"""
+
+
+class _VerbParser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:
+        raise UsageError(f"{self.prog}: {message}\n{VERBS_HELP}")
+
+
+def _verb_parser() -> _VerbParser:
+    parser = _VerbParser(prog="%serve", add_help=False)
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_VerbParser)
+    for verb in ("ls", "status", "logs", "down"):
+        sub = verbs.add_parser(verb, add_help=False)
+        sub.add_argument("--address", default=None)
+        if verb in ("status", "logs"):
+            sub.add_argument("name")
+        if verb == "logs":
+            sub.add_argument("--tail", type=int, default=200)
+        if verb == "down":
+            sub.add_argument("names", nargs="*")
+            sub.add_argument("--all", action="store_true")
+    return parser
+
+
+@magics_class
+class ServeMagics(Magics):
+    @magic_arguments()
+    @argument("name", nargs="?", default=None, help="endpoint name (default: the handler's name)")
+    @argument("--backend", default="ray", help="where to deploy: ray (default)")
+    @argument("--handler", default=None, help="function that serves requests (default: the last def)")
+    @argument("--gpu", default=None, help="GPUs per replica: a number (0.25, 1, 2) or TYPE[:N] (A10G, H100:2)")
+    @argument("--cpus", default=None, help="CPUs per replica (default 1)")
+    @argument("--memory", default=None, help="memory per replica, e.g. 4GiB")
+    @argument("--replicas", default=None, help="N replicas, or MIN:MAX to autoscale (default 1)")
+    @argument("--target-ongoing", default=None, help="autoscaling target of ongoing requests per replica")
+    @argument("--max-batch-size", default=None, help=f"largest batch (default {DEFAULT_MAX_BATCH_SIZE})")
+    @argument("--batch-wait-ms", default=None, help=f"wait to fill a batch (default {DEFAULT_BATCH_WAIT_S * 1000:g} ms)")
+    @argument("--no-batch", action="store_true", help="call the handler with one input at a time")
+    @argument("--route", default=None, help="HTTP route (default /NAME)")
+    @argument("--address", default=None, help="an existing Ray cluster (default: RAY_ADDRESS, else the embedded one)")
+    @argument("--pip", nargs="+", default=[], metavar="PKG", help="pip packages for the replicas' environment")
+    @argument("--env", nargs="+", action="append", default=[], metavar="K=V", help="environment variables of replicas")
+    @line_cell_magic
+    def serve(self, line: str, cell: str | None = None) -> None:
+        """Turn a cell into a batched inference endpoint, or manage endpoints.
+
+        The cell body is setup code that runs once in every replica; the handler is the
+        function named by --handler, else the cell's last top-level def. With batching (the
+        default) it takes a list of inputs and returns a list of outputs of the same length.
+        After the cell runs, NAME in the notebook is an Endpoint: NAME(x), await NAME.acall(x),
+        NAME.map(xs), NAME.url, NAME.status(), NAME.logs(), NAME.down().
+        """
+        if cell is None:
+            self._run_verb(line)
+            return
+        args = parse_argstring(self.serve, line)
+        # The magic line becomes a comment, so line numbers in errors and in replica
+        # tracebacks match the lines of the notebook cell.
+        source = f"# %%serve {line.strip()}\n{cell}"
+        try:
+            spec = build_spec(
+                name=args.name or analyze_cell(source, handler=args.handler, batched=not args.no_batch).name,
+                backend=args.backend,
+                handler=args.handler,
+                no_batch=args.no_batch,
+                max_batch_size=args.max_batch_size,
+                batch_wait_ms=args.batch_wait_ms,
+                gpu=args.gpu,
+                cpus=args.cpus,
+                memory=args.memory,
+                replicas=args.replicas,
+                target_ongoing=args.target_ongoing,
+                route=args.route,
+                address=args.address,
+                pip=args.pip,
+                env=[item for group in args.env for item in group],
+                environ=os.environ,
+            )
+            progress = DeployProgress(spec.name)
+            endpoint = api.deploy_spec(spec, source, namespace=self.shell.user_ns, on_event=progress)
+        except (SpecError, CellError, ClusterError) as exc:
+            raise UsageError(str(exc)) from None
+        self.shell.user_ns[spec.name] = endpoint
+        progress.finish(f"running at {endpoint.url}")
+        display(endpoint)
+
+    serve.__doc__ = (serve.__doc__ or "") + VERBS_HELP
+
+    def _run_verb(self, line: str) -> None:
+        args = _verb_parser().parse_args(shlex.split(line))
+        address = args.address
+        try:
+            if args.verb == "ls":
+                print(api.format_endpoints(api.list_endpoints(address=address)))
+            elif args.verb == "status":
+                status = api.endpoint(args.name, address=address).status()
+                print(f"{status.name}: {status.state}, replicas {status.replicas}")
+                if status.message:
+                    print(status.message)
+            elif args.verb == "logs":
+                print(api.endpoint(args.name, address=address).logs(args.tail))
+            elif args.verb == "down":
+                self._down(args.names, args.all, address)
+        except (EndpointNotFoundError, ClusterError) as exc:
+            raise UsageError(str(exc)) from None
+
+    def _down(self, names: list[str], everything: bool, address: str | None) -> None:
+        if everything == bool(names):
+            raise UsageError("%serve down: name the endpoints to delete, or pass --all (not both)")
+        if everything:
+            names = [info.name for info in api.list_endpoints(address=address)]
+        for name in names:
+            api.endpoint(name, address=address).down()
+            print(f"deleted {name}")
+        if everything and not names:
+            print("no endpoints to delete")
