@@ -67,19 +67,18 @@ def _line(source: str, lineno: int | None) -> str | None:
 
 
 def _parse(source: str) -> ast.Module:
-    for number, text in enumerate(source.splitlines(), start=1):
-        stripped = text.lstrip()
-        if stripped.startswith(("%", "!")):
-            raise CellError(
-                "IPython magics and shell commands (% and !) cannot run inside a replica; "
-                "move them to a cell of their own",
-                number,
-                text,
-            )
     try:
         return ast.parse(source)
     except SyntaxError as exc:
-        raise CellError(f"SyntaxError: {exc.msg}", exc.lineno, _line(source, exc.lineno)) from None
+        line = _line(source, exc.lineno)
+        if line is not None and line.lstrip().startswith(("%", "!")):
+            raise CellError(
+                "IPython magics and shell commands (% and !) cannot run inside a replica; "
+                "move them to a cell of their own",
+                exc.lineno,
+                line,
+            ) from None
+        raise CellError(f"SyntaxError: {exc.msg}", exc.lineno, line) from None
 
 
 def _bound_and_loaded(tree: ast.AST) -> tuple[set[str], set[str], bool]:

@@ -68,7 +68,9 @@ class ServeMagics(Magics):
     @argument("--replicas", default=None, help="N replicas, or MIN:MAX to autoscale (default 1)")
     @argument("--target-ongoing", default=None, help="autoscaling target of ongoing requests per replica")
     @argument("--max-batch-size", default=None, help=f"largest batch (default {DEFAULT_MAX_BATCH_SIZE})")
-    @argument("--batch-wait-ms", default=None, help=f"wait to fill a batch (default {DEFAULT_BATCH_WAIT_S * 1000:g} ms)")
+    @argument(
+        "--batch-wait-ms", default=None, help=f"wait to fill a batch (default {DEFAULT_BATCH_WAIT_S * 1000:g} ms)"
+    )
     @argument("--no-batch", action="store_true", help="call the handler with one input at a time")
     @argument("--route", default=None, help="HTTP route (default /NAME)")
     @argument("--address", default=None, help="an existing Ray cluster (default: RAY_ADDRESS, else the embedded one)")
@@ -87,6 +89,9 @@ class ServeMagics(Magics):
         if cell is None:
             self._run_verb(line)
             return
+        shell = self.shell
+        if shell is None:
+            raise UsageError("%%serve needs an IPython shell")
         args = parse_argstring(self.serve, line)
         # The magic line becomes a comment, so line numbers in errors and in replica
         # tracebacks match the lines of the notebook cell.
@@ -111,10 +116,10 @@ class ServeMagics(Magics):
                 environ=os.environ,
             )
             progress = DeployProgress(spec.name)
-            endpoint = api.deploy_spec(spec, source, namespace=self.shell.user_ns, on_event=progress)
+            endpoint = api.deploy_spec(spec, source, namespace=shell.user_ns, on_event=progress)
         except (SpecError, CellError, ClusterError) as exc:
             raise UsageError(str(exc)) from None
-        self.shell.user_ns[spec.name] = endpoint
+        shell.user_ns[spec.name] = endpoint
         progress.finish(f"running at {endpoint.url}")
         display(endpoint)
 

@@ -13,7 +13,7 @@ import linecache
 import sys
 import traceback
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -48,13 +48,32 @@ class Outcome:
 def cell_traceback(exc: BaseException, filename: str) -> str:
     """Format ``exc`` with only the frames of the cell (and below), not nbserve's or Ray's.
 
+    When nbserve re-raised the error (``raise ... from``), the cell's frames are the cause's.
     """
-    frames = traceback.extract_tb(exc.__traceback__)
-    first = next((i for i, f in enumerate(frames) if f.filename == filename), None)
-    kept = frames[first:] if first is not None else frames[-1:]
-    lines = ["Traceback (most recent call last):\n", *traceback.format_list(kept)]
+    frames = _cell_frames(exc, filename)
+    if not frames and exc.__cause__ is not None:
+        frames = _cell_frames(exc.__cause__, filename)
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)] if frames else []
     lines += traceback.format_exception_only(type(exc), exc)
     return "".join(lines)
+
+
+def _cell_frames(exc: BaseException, filename: str) -> list[traceback.FrameSummary]:
+    frames = traceback.extract_tb(exc.__traceback__)
+    first = next((i for i, f in enumerate(frames) if f.filename == filename), None)
+    return list(frames[first:]) if first is not None else []
+
+
+def _call_guarded(handler: Callable[[Any], Any], argument: Any) -> Any:
+    """Call a sync handler in the executor thread.
+
+    A ``StopIteration`` cannot cross into an asyncio future (the await would never end), so
+    it becomes a ``RuntimeError`` that names it.
+    """
+    try:
+        return handler(argument)
+    except StopIteration as exc:
+        raise RuntimeError(f"the handler raised StopIteration: {exc!r}") from exc
 
 
 def _handler_error(exc: BaseException, filename: str) -> HandlerError:
@@ -71,6 +90,7 @@ class CellProgram:
         self._run_setup()
         handler = self.module.__dict__.get(bundle.handler)
         if not callable(handler):
+            sys.modules.pop(self.module.__name__, None)
             raise SetupFailedError(f"after setup, {bundle.handler} is not a function of the cell")
         self.handler: Callable[[Any], Any] = handler
         # One worker: a sync handler runs off the event loop (health checks and request
@@ -88,6 +108,7 @@ class CellProgram:
             sys.modules[self.module.__name__] = self.module
             exec(compile(source, filename, "exec"), self.module.__dict__)
         except BaseException as exc:  # noqa: BLE001 - any setup failure must reach the kernel
+            sys.modules.pop(self.module.__name__, None)
             text = cell_traceback(exc, filename)
             raise SetupFailedError(f"{SETUP_TRACEBACK_BEGIN}\n{text}{SETUP_TRACEBACK_END}") from None
 
@@ -95,13 +116,13 @@ class CellProgram:
         if self.bundle.is_async:
             return await self.handler(argument)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.handler, argument)
+        return await loop.run_in_executor(self._executor, _call_guarded, self.handler, argument)
 
     async def run_one(self, item: Any) -> Outcome:
         """Call an unbatched handler with one input."""
         try:
             return Outcome(await self._invoke(item))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any handler error belongs to its input
             return Outcome(error=_handler_error(exc, self.bundle.filename))
 
     async def run_batch(self, items: Sequence[Any]) -> list[Outcome]:
@@ -112,7 +133,7 @@ class CellProgram:
         try:
             outputs = await self._invoke(items)
             outputs = self._check_outputs(outputs, len(items))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - isolate whatever the handler raised
             if len(items) == 1:
                 return [Outcome(error=_handler_error(exc, self.bundle.filename))]
             middle = len(items) // 2
@@ -120,6 +141,11 @@ class CellProgram:
         return [Outcome(value) for value in outputs]
 
     def _check_outputs(self, outputs: Any, expected: int) -> list[Any]:
+        if isinstance(outputs, (str, bytes, Mapping)):
+            raise TypeError(
+                f"{self.bundle.handler}() returned a {type(outputs).__name__}, but a batched handler must "
+                "return a list with one output per input (or add --no-batch)"
+            )
         try:
             values = list(outputs)
         except TypeError:

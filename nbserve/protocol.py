@@ -62,6 +62,8 @@ def check_length(content_length: str | None) -> None:
         size = int(content_length)
     except ValueError:
         raise RequestError(400, "BadRequest", f"invalid Content-Length header {content_length!r}") from None
+    if size < 0:
+        raise RequestError(400, "BadRequest", f"invalid Content-Length header {content_length!r}")
     if size > MAX_BODY_BYTES:
         raise _too_large(size)
 
@@ -85,7 +87,7 @@ def parse_request(body: bytes) -> ParsedRequest:
     if not body.strip():
         raise RequestError(400, "EmptyBody", f"the request body is empty; {_USAGE}")
     try:
-        payload = json.loads(body)
+        payload = json.loads(body.decode("utf-8-sig"))  # a BOM is allowed (RFC 8259)
     except UnicodeDecodeError:
         raise RequestError(400, "MalformedJSON", f"the body is not UTF-8 text; {_USAGE}") from None
     except json.JSONDecodeError as exc:
@@ -112,7 +114,7 @@ def parse_request(body: bytes) -> ParsedRequest:
         raise RequestError(422, "WrongShape", 'send either "input" or "inputs", not both')
     unknown = sorted(keys - {"input", "inputs"})
     if not ({"input", "inputs"} & keys):
-        raise RequestError(422, "MissingInput", f"no \"input\" or \"inputs\" key (got {unknown}); {_USAGE}")
+        raise RequestError(422, "MissingInput", f'no "input" or "inputs" key (got {unknown}); {_USAGE}')
     raise RequestError(422, "WrongShape", f"unknown key(s) {unknown}; {_USAGE}")
 
 
@@ -137,7 +139,9 @@ def to_jsonable(value: Any) -> Any:
     tolist = getattr(value, "tolist", None)  # numpy arrays and scalars, torch tensors
     if callable(tolist):
         return to_jsonable(tolist())
-    raise TypeError(f"an output of type {type(value).__name__} cannot be sent as JSON; return lists, numbers or strings")
+    raise TypeError(
+        f"an output of type {type(value).__name__} cannot be sent as JSON; return lists, numbers or strings"
+    )
 
 
 def _outcome_json(outcome: Outcome) -> Outcome:
@@ -145,7 +149,7 @@ def _outcome_json(outcome: Outcome) -> Outcome:
         return outcome
     try:
         return Outcome(to_jsonable(outcome.value))
-    except TypeError as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         return Outcome(error=HandlerError("OutputNotSerializable", str(exc)))
 
 

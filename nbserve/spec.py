@@ -40,11 +40,19 @@ DEFAULT_BATCH_WAIT_S = 0.005
 MAX_BATCH_SIZE_LIMIT = 4096
 MAX_BATCH_WAIT_S = 10.0
 
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_ROUTE_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
-_GPU_TYPE_RE = re.compile(r"^([A-Za-z][A-Za-z0-9_.-]*?)(?::(\d+))?$")
-_ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+# GPU types as Ray's accelerator_type names them (Modal's names for the same cards are
+# mapped by its backend). A type outside this list is far more often a typo than a card.
+KNOWN_GPU_TYPES = (
+    "T4", "L4", "A10G", "A100", "A100-40G", "A100-80G", "L40S", "H100", "H200", "H20",
+    "B200", "B300", "GB200", "V100", "P100", "P4", "K80", "RTX-PRO-6000",
+    "AMD-Instinct-MI100", "AMD-Instinct-MI210", "AMD-Instinct-MI250X-MI250", "AMD-Instinct-MI300A",
+)  # fmt: skip
+_GPU_TYPES_BY_UPPER = {t.upper(): t for t in KNOWN_GPU_TYPES} | {"A100-40GB": "A100-40G", "A100-80GB": "A100-80G"}
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
+_ROUTE_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)+\Z")
+_GPU_TYPE_RE = re.compile(r"^([A-Za-z][A-Za-z0-9_.-]*?)(?::(\d+))?\Z")
+_ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*\Z")
 _MEMORY_UNITS = {
     "": 1,
     "b": 1,
@@ -166,23 +174,9 @@ def parse_gpu(text: str, backend: str = "ray") -> GpuRequest:
     try:
         count = float(text)
     except ValueError:
-        match = _GPU_TYPE_RE.match(text)
-        if not match:
-            raise SpecError(
-                "--gpu",
-                text,
-                "expected a number of GPUs (0.25, 1, 2) or a GPU type with an optional count "
-                "(A10G, H100:2)",
-                "Write e.g. --gpu 0.5 or --gpu A100:2.",
-            ) from None
-        gpu_type, n = match.group(1).upper(), int(match.group(2) or 1)
-        if n < 1:
-            raise SpecError("--gpu", text, "a GPU type needs a count of at least 1", "Use e.g. H100:1.")
-        return GpuRequest(float(n), gpu_type)
+        return _parse_gpu_type(text)
     if not math.isfinite(count) or count <= 0:
-        raise SpecError(
-            "--gpu", text, "the GPU count must be a positive number", "Use e.g. 0.25 or 1, or drop --gpu."
-        )
+        raise SpecError("--gpu", text, "the GPU count must be a positive number", "Use e.g. 0.25 or 1, or drop --gpu.")
     if count > 1 and not count.is_integer():
         raise SpecError(
             "--gpu",
@@ -200,6 +194,28 @@ def parse_gpu(text: str, backend: str = "ray") -> GpuRequest:
             "or use --backend ray to share one GPU between replicas.",
         )
     return request
+
+
+def _parse_gpu_type(text: str) -> GpuRequest:
+    match = _GPU_TYPE_RE.match(text)
+    if not match:
+        raise SpecError(
+            "--gpu",
+            text,
+            "expected a number of GPUs (0.25, 1, 2) or a GPU type with an optional count (A10G, H100:2)",
+            "Write e.g. --gpu 0.5 or --gpu A100:2.",
+        )
+    gpu_type, n = _GPU_TYPES_BY_UPPER.get(match.group(1).upper()), int(match.group(2) or 1)
+    if gpu_type is None:
+        raise SpecError(
+            "--gpu",
+            text,
+            f"{match.group(1)!r} is not a GPU type nbserve knows (known: {', '.join(KNOWN_GPU_TYPES[:11])}, ...)",
+            "Write a count such as --gpu 1 or --gpu 0.25, or a known type such as --gpu A10G or --gpu H100:2.",
+        )
+    if n < 1:
+        raise SpecError("--gpu", text, "a GPU type needs a count of at least 1", "Use e.g. H100:1.")
+    return GpuRequest(float(n), gpu_type)
 
 
 def parse_memory(text: str) -> int:
@@ -280,13 +296,20 @@ def parse_env(items: Iterable[str]) -> tuple[tuple[str, str], ...]:
 
 def _number(flag: str, value: float | str | None, kind: type[int] | type[float]) -> Any:
     """A flag's number, given as a number (Python API) or as text (the magic line)."""
-    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
-        return value
+    noun = "a whole number" if kind is int else "a number"
+    error = SpecError(flag, value, f"expected {noun}", f"Write e.g. {flag} {8 if kind is int else 0.5}.")
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise error
+    if isinstance(value, (int, float)):
+        if kind is int and not float(value).is_integer():
+            raise error
+        return kind(value)
     try:
         return kind(value)
     except (TypeError, ValueError):
-        noun = "a whole number" if kind is int else "a number"
-        raise SpecError(flag, value, f"expected {noun}", f"Write e.g. {flag} {8 if kind is int else 0.5}.") from None
+        raise error from None
 
 
 def _positive(flag: str, value: float | None, fix: str, *, allow_zero: bool = False) -> None:
@@ -318,10 +341,10 @@ def build_spec(
     environ: Mapping[str, str] | None = None,
 ) -> ServeSpec:
     """Validate raw flag values (strings and numbers, as the parser gives them)."""
-    max_batch_size = _number("--max-batch-size", max_batch_size, int)
-    batch_wait_ms = _number("--batch-wait-ms", batch_wait_ms, float)
-    cpus = _number("--cpus", cpus, float)
-    target_ongoing = _number("--target-ongoing", target_ongoing, float)
+    batch_size_value: int | None = _number("--max-batch-size", max_batch_size, int)
+    batch_wait_value: float | None = _number("--batch-wait-ms", batch_wait_ms, float)
+    cpus_value: float | None = _number("--cpus", cpus, float)
+    target_value: float | None = _number("--target-ongoing", target_ongoing, float)
     if backend not in BACKENDS:
         raise SpecError("--backend", backend, f"the backend must be one of {', '.join(BACKENDS)}", "Use --backend ray.")
     name = parse_name(name)
@@ -330,17 +353,21 @@ def build_spec(
 
     batch: BatchConfig | None
     if no_batch:
-        given = [f for f, v in (("--max-batch-size", max_batch_size), ("--batch-wait-ms", batch_wait_ms)) if v is not None]
+        given = [
+            f
+            for f, v in (("--max-batch-size", batch_size_value), ("--batch-wait-ms", batch_wait_value))
+            if v is not None
+        ]
         if given:
             raise SpecError(
                 given[0],
-                max_batch_size if given[0] == "--max-batch-size" else batch_wait_ms,
+                batch_size_value if given[0] == "--max-batch-size" else batch_wait_value,
                 "batch settings contradict --no-batch",
                 "Drop --no-batch to batch, or drop the batch settings.",
             )
         batch = None
     else:
-        size = DEFAULT_MAX_BATCH_SIZE if max_batch_size is None else max_batch_size
+        size = DEFAULT_MAX_BATCH_SIZE if batch_size_value is None else batch_size_value
         if not 1 <= size <= MAX_BATCH_SIZE_LIMIT:
             raise SpecError(
                 "--max-batch-size",
@@ -348,7 +375,7 @@ def build_spec(
                 f"the batch size must be between 1 and {MAX_BATCH_SIZE_LIMIT}",
                 "Typical values are 8 to 128; use --no-batch for one input at a time.",
             )
-        wait_ms = DEFAULT_BATCH_WAIT_S * 1000 if batch_wait_ms is None else batch_wait_ms
+        wait_ms = DEFAULT_BATCH_WAIT_S * 1000 if batch_wait_value is None else batch_wait_value
         if not math.isfinite(wait_ms) or not 0 <= wait_ms <= MAX_BATCH_WAIT_S * 1000:
             raise SpecError(
                 "--batch-wait-ms",
@@ -358,14 +385,14 @@ def build_spec(
             )
         batch = BatchConfig(size, wait_ms / 1000)
 
-    _positive("--cpus", cpus, "Use e.g. --cpus 1 or --cpus 0.5.", allow_zero=True)
+    _positive("--cpus", cpus_value, "Use e.g. --cpus 1 or --cpus 0.5.", allow_zero=True)
     replica_range = parse_replicas(str(replicas)) if replicas is not None else ReplicaRange(1, 1)
-    if target_ongoing is not None:
-        _positive("--target-ongoing", target_ongoing, "Use e.g. --target-ongoing 16.")
+    if target_value is not None:
+        _positive("--target-ongoing", target_value, "Use e.g. --target-ongoing 16.")
         if not replica_range.autoscaling:
             raise SpecError(
                 "--target-ongoing",
-                f"{target_ongoing:g}",
+                f"{target_value:g}",
                 "the autoscaling target only applies to a replica range",
                 "Add --replicas MIN:MAX, e.g. --replicas 1:4.",
             )
@@ -374,7 +401,9 @@ def build_spec(
     environ = environ if environ is not None else {}
     resolved_address = address or environ.get("RAY_ADDRESS") or None
     if address is not None and not address.strip():
-        raise SpecError("--address", repr(address), "the address is empty", "Drop --address to use the embedded cluster.")
+        raise SpecError(
+            "--address", repr(address), "the address is empty", "Drop --address to use the embedded cluster."
+        )
     if backend == "modal" and address is not None:
         raise SpecError("--address", address, "--address names a Ray cluster", "Drop it with --backend modal.")
 
@@ -384,10 +413,10 @@ def build_spec(
         handler=handler,
         batch=batch,
         gpu=parse_gpu(str(gpu), backend) if gpu is not None else None,
-        cpus=cpus,
+        cpus=cpus_value,
         memory_bytes=parse_memory(memory) if memory is not None else None,
         replicas=replica_range,
-        target_ongoing=target_ongoing,
+        target_ongoing=target_value,
         route=parse_route(route) if route is not None else "",
         address=resolved_address if backend == "ray" else None,
         pip=tuple(pip),

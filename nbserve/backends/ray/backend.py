@@ -165,7 +165,7 @@ class RayBackend(Backend):
 
         from nbserve.backends.ray.replica import CELL_DEPLOYMENT, CellReplica
 
-        deployment = serve.deployment(CellReplica, name=CELL_DEPLOYMENT).options(**deployment_options(spec))
+        deployment = serve.deployment(name=CELL_DEPLOYMENT, **deployment_options(spec))(CellReplica)
         version = time.time()
         app = deployment.bind(bundle, spec, version)
         serve.run_many(
@@ -205,7 +205,9 @@ class RayBackend(Backend):
                     raise SetupFailedError(f"the setup code of {spec.name} raised in its replica:\n\n{setup_tb}")
                 if status == "DEPLOY_FAILED":
                     raise DeployError(f"{spec.name} failed to deploy:\n{message}")
-                settled = status == "RUNNING" and counts.running >= target and not counts.starting and not counts.stopping
+                settled = (
+                    status == "RUNNING" and counts.running >= target and not counts.starting and not counts.stopping
+                )
                 # Serve may still report the old version's RUNNING just after a redeploy:
                 # only a replica stamped with this version proves the rollout is done.
                 if settled and (target == 0 or self._serving_version(spec.name) == version):
@@ -290,14 +292,18 @@ class RayBackend(Backend):
     def info(self, name: str) -> EndpointInfo:
         overview = self._applications().get(name)
         if overview is None:
-            raise EndpointNotFoundError(f"no nbserve endpoint named {name!r} on the Ray cluster at {self.connect().address}")
+            raise EndpointNotFoundError(
+                f"no nbserve endpoint named {name!r} on the Ray cluster at {self.connect().address}"
+            )
         description = self._describe(name)
         return self._info_of(name, overview, description)
 
     def _info_of(self, name: str, overview: Any, description: dict[str, Any] | None) -> EndpointInfo:
         status = self._status_of(name, overview, description)
         if description is None:
-            return EndpointInfo(name, self.name, self.url(f"/{name}"), "?", True, 1, "?", overview.last_deployed_time_s, status)
+            return EndpointInfo(
+                name, self.name, self.url(f"/{name}"), "?", True, 1, "?", overview.last_deployed_time_s, status
+            )
         return EndpointInfo(
             name=name,
             backend=self.name,
@@ -348,7 +354,9 @@ class RayBackend(Backend):
             lines: list[str] = []
             for suffix in ("out", "err"):
                 with contextlib.suppress(Exception):
-                    for chunk in get_log(address=address, actor_id=actor.actor_id, suffix=suffix, tail=tail, timeout=10):
+                    for chunk in get_log(
+                        address=address, actor_id=actor.actor_id, suffix=suffix, tail=tail, timeout=10
+                    ):
                         lines.extend(chunk.splitlines())
             body = "\n".join(_ANSI.sub("", line) for line in lines if line.strip()) or "(no output yet)"
             sections.append(f"--- replica {actor.actor_id[:8]} (pid {actor.pid}) ---\n{body}")

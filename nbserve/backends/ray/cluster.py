@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import psutil
 
@@ -244,7 +244,7 @@ def connect(address: str | None, on_status: Callable[[str], None] | None = None)
                 logging_level=logging.WARNING,
                 configure_logging=False,
             )
-        except Exception as exc:  # noqa: BLE001 - Ray raises many types for an unreachable cluster
+        except Exception as exc:
             raise ClusterError(f"cannot connect to the Ray cluster at {target}: {exc}") from exc
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
     serve.start(http_options={"host": LOOPBACK, "port": info.http_port if info.embedded else 8000})
@@ -257,11 +257,8 @@ def _external_http(info: ClusterInfo) -> ClusterInfo:
     """Where an existing cluster's Serve proxy listens (its options may predate us)."""
     from ray.serve.context import _get_global_client
 
-    try:
-        http = _get_global_client().http_config
-        host, port = http.host, http.port
-    except Exception:  # noqa: BLE001 - best effort; fall back to Serve's defaults
-        host, port = LOOPBACK, 8000
+    client = _get_global_client()
+    host, port = (client.http_config.host, client.http_config.port) if client is not None else (LOOPBACK, 8000)
     if host in ("0.0.0.0", "::", ""):
         host = info.address.removeprefix("ray://").rpartition(":")[0] or LOOPBACK
     return ClusterInfo(address=info.address, http_host=host, http_port=port, embedded=False)

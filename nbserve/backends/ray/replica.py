@@ -33,8 +33,9 @@ class CellReplica:
         self._deployed_at = deployed_at
         self._program = CellProgram(bundle)  # SetupFailedError reaches the controller's status
         if spec.batch is not None:
-            self.batched_call.set_max_batch_size(spec.batch.max_size)
-            self.batched_call.set_batch_wait_timeout_s(spec.batch.wait_s)
+            batcher: Any = self.batched_call  # serve.batch's wrapper, which typing does not see
+            batcher.set_max_batch_size(spec.batch.max_size)
+            batcher.set_batch_wait_timeout_s(spec.batch.wait_s)
 
     # Ray requires the batched method to be stored under its own name; the real size and
     # wait are set per endpoint in __init__.

@@ -1,11 +1,13 @@
 """Shared fixtures: one real local Ray cluster for the whole session, on ports of its own.
 
-The variables are set at import time so that every process the tests start (kernels, the
-``nbserve`` command) talks to the same test cluster and never to a user's cluster.
+This file sits at the root so it also governs the tutorial notebooks run by nbval. The
+variables are set at import time so that every process the tests start (kernels, the
+``nbserve`` command, notebooks) talks to the test cluster and never to a user's cluster.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -25,15 +27,26 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SMALL = {"cpus": 0.1}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stop_test_cluster_at_exit() -> Iterator[None]:
+    """Stop the test cluster if this session started it (by a fixture or a notebook's cell);
+    a cluster that was already up belongs to another run and is left alone."""
+    from nbserve.backends.ray import cluster
+
+    already_running = cluster.embedded_status() is not None
+    yield
+    if not already_running:
+        cluster.stop_embedded()
+
+
 @pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[Any]:
+def ray_cluster() -> Any:
     from nbserve.backends.ray import cluster
 
     subprocess.run([sys.executable, "-m", "nbserve.cli", "cluster", "start"], check=True, timeout=180)
     info = cluster.embedded_status()
     assert info is not None, "the embedded cluster did not come up"
-    yield info
-    cluster.stop_embedded()
+    return info
 
 
 @pytest.fixture
@@ -49,7 +62,5 @@ def deploy(ray_cluster: Any) -> Iterator[Callable[..., Any]]:
 
     yield _deploy
     for name in made:
-        try:
+        with contextlib.suppress(nbserve.EndpointNotFoundError):
             nbserve.endpoint(name).down()
-        except nbserve.EndpointNotFoundError:
-            pass

@@ -1,0 +1,33 @@
+# Two commands do all the set-up on a fresh machine:
+#   make quickstart   serve MiniLM from notebooks/01_quickstart.ipynb on the embedded Ray cluster
+#   make test         lint, type-check and run every test (unit, Ray, kernels, notebooks)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: quickstart test lint install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# The CPU build of torch: an unpinned torch would pull several GB of CUDA packages.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+quickstart: $(STAMP)
+	$(BIN)/python scripts/run_notebook.py notebooks/01_quickstart.ipynb
+
+lint: $(STAMP)
+	$(BIN)/ruff check nbserve tests scripts conftest.py
+	$(BIN)/ruff format --check nbserve tests scripts conftest.py
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest -p no:cacheprovider tests notebooks --nbval-lax -ra
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache

@@ -1,0 +1,42 @@
+"""The ``nbserve`` command line against the real test cluster."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def nbserve(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nbserve.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_verbs_list_inspect_and_delete(deploy: Any) -> None:
+    deploy("print('cli replica up')\ndef shout(items):\n    return [x.upper() for x in items]\n", "shout")
+
+    listing = nbserve("ls")
+    assert listing.returncode == 0, listing.stderr
+    assert "shout" in listing.stdout and "running" in listing.stdout
+
+    status = nbserve("status", "shout")
+    assert status.stdout.strip() == "shout: running, replicas 1/1"
+    assert "cli replica up" in nbserve("logs", "shout").stdout
+
+    assert nbserve("down", "shout").stdout.strip() == "deleted shout"
+    assert "shout" not in nbserve("ls").stdout
+
+    missing = nbserve("status", "shout")
+    assert missing.returncode == 1
+    assert "no nbserve endpoint named 'shout'" in missing.stderr
+
+
+def test_cluster_status_and_usage_errors(ray_cluster: Any) -> None:
+    status = nbserve("cluster", "status")
+    assert status.returncode == 0
+    assert ray_cluster.address in status.stdout
+    assert nbserve("down").returncode == 2
+    assert nbserve("frobnicate").returncode == 2

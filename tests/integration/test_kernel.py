@@ -1,0 +1,92 @@
+"""The magics in real Jupyter kernels: what a notebook user types and sees."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from tests.kernels import Kernel
+
+pytestmark = [pytest.mark.integration, pytest.mark.kernel]
+
+CELL = """%%serve kecho --cpus 0.1 --max-batch-size 8
+import os
+PID = os.getpid()
+def kecho(items):
+    return [f"{x}@{PID}" for x in items]
+"""
+
+
+@pytest.fixture
+def kernel(ray_cluster: Any) -> Iterator[Kernel]:
+    kernel = Kernel()
+    kernel.ok("%load_ext nbserve")
+    yield kernel
+    kernel.run("%serve down --all")
+    kernel.shutdown()
+
+
+def test_cell_deploys_and_the_name_is_a_callable_endpoint(kernel: Kernel) -> None:
+    deployed = kernel.ok(CELL)
+    assert "running at http://127.0.0.1:" in deployed.text
+    assert "<Endpoint kecho>" in deployed.text
+
+    # A sync call inside a cell, where an event loop is already running.
+    assert kernel.ok("print(kecho('a'))").stdout.startswith("a@")
+    assert kernel.ok("print(await kecho.acall('b'))").stdout.startswith("b@")
+    mapped = kernel.ok("out = kecho.map([str(i) for i in range(20)], progress=False)\nprint(len(out), out[0][:2])")
+    assert mapped.stdout.split() == ["20", "0@"]
+    url = kernel.ok("print(kecho.url)").stdout.strip()
+    assert requests.post(url, json={"input": "c"}, timeout=30).json()["output"].startswith("c@")
+
+    listing = kernel.ok("%serve ls").stdout
+    assert "kecho" in listing and "running" in listing
+    assert "running, replicas 1/1" in kernel.ok("%serve status kecho").stdout
+
+
+def test_bad_flags_and_cells_are_usage_errors_and_deploy_nothing(kernel: Kernel) -> None:
+    cases = {
+        "%%serve bad --gpu lots\ndef f(xs):\n    return xs\n": "--gpu lots",
+        "%%serve bad --replicas 4:1\ndef f(xs):\n    return xs\n": "--replicas 4:1",
+        "%%serve bad --frobnicate\ndef f(xs):\n    return xs\n": "unrecognized arguments",
+        "%%serve bad --cpus 0.1\nx = 1\ny = (\ndef f(xs):\n    return xs\n": "line 3",
+        "%%serve bad --cpus 0.1\ndef f(text: str):\n    return text\n": "list[str]",
+        "%%serve bad --cpus 0.1\nMODEL_PATH\ndef f(xs):\n    return xs\n": "MODEL_PATH",
+    }
+    for cell, expected in cases.items():
+        reply = kernel.run(cell)
+        assert reply.status == "error", cell
+        assert reply.ename == "UsageError", (cell, reply.text)
+        assert expected in reply.evalue, (cell, reply.evalue)
+        assert "Traceback" not in reply.traceback
+    assert "bad" not in kernel.ok("%serve ls").stdout.split()
+
+
+def test_failing_setup_shows_the_replica_traceback(kernel: Kernel) -> None:
+    reply = kernel.run("%%serve broken --cpus 0.1\nimport math\nvalue = math.sqrt(-1)\ndef f(xs):\n    return xs\n")
+    assert reply.ename == "SetupFailedError"
+    # The magic line is line 1 of the cell, so the failing line is line 3, as shown in Jupyter.
+    assert 'File "<serve broken>", line 3' in reply.traceback
+    assert "ValueError: math domain error" in reply.traceback
+    assert "broken" not in kernel.ok("%serve ls").stdout.split()
+
+
+def test_another_kernel_sees_the_endpoint_and_it_outlives_its_kernel(kernel: Kernel) -> None:
+    kernel.ok(CELL)
+    other = Kernel()
+    try:
+        other.ok("%load_ext nbserve")
+        assert "kecho" in other.ok("%serve ls").stdout
+        other.ok("import nbserve\nremote = nbserve.endpoint('kecho')")
+        assert other.ok("print(remote('z'))").stdout.startswith("z@")
+
+        kernel.manager.restart_kernel(now=True)  # the deploying kernel goes away
+        kernel.client.wait_for_ready(timeout=60)
+        assert other.ok("print(remote('after restart'))").stdout.startswith("after restart@")
+        kernel.ok("%load_ext nbserve")
+        assert "kecho" in kernel.ok("%serve ls").stdout
+    finally:
+        other.shutdown()
