@@ -22,8 +22,8 @@ quickstart: $(STAMP)
 	$(BIN)/python scripts/run_notebook.py notebooks/01_quickstart.ipynb
 
 lint: $(STAMP)
-	$(BIN)/ruff check nbserve tests scripts conftest.py
-	$(BIN)/ruff format --check nbserve tests scripts conftest.py
+	$(BIN)/ruff check nbserve tests scripts benchmarks conftest.py
+	$(BIN)/ruff format --check nbserve tests scripts benchmarks conftest.py
 	$(BIN)/mypy
 
 test: lint

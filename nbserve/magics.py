@@ -58,7 +58,7 @@ def _verb_parser() -> _VerbParser:
 
 @magics_class
 class ServeMagics(Magics):
-    @magic_arguments()
+    @magic_arguments(name="%serve")  # shown as %%serve in the usage line
     @argument("name", nargs="?", default=None, help="endpoint name (default: the handler's name)")
     @argument("--backend", default="ray", help="where to deploy: ray (default)")
     @argument("--handler", default=None, help="function that serves requests (default: the last def)")

@@ -107,7 +107,14 @@ class RayBackend(Backend):
 
     # -- connection -------------------------------------------------------------------
     def connect(self, on_status: Callable[[str], None] | None = None) -> cluster.ClusterInfo:
-        if self._cluster is None:
+        import ray
+
+        if self._cluster is not None and self._cluster.embedded and cluster.embedded_status() is None:
+            # The embedded cluster was stopped (`nbserve cluster stop`) since we connected:
+            # drop the dead connection and start a fresh cluster on this use.
+            ray.shutdown()
+            self._cluster = None
+        if self._cluster is None or not ray.is_initialized():
             self._cluster = cluster.connect(self.address, on_status)
         return self._cluster
 
