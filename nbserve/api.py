@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from nbserve.backends import get_backend
@@ -17,7 +18,7 @@ from nbserve.cell import analyze_cell, make_bundle
 from nbserve.endpoint import Endpoint
 from nbserve.spec import ServeSpec, build_spec
 
-__all__ = ["deploy", "deploy_spec", "endpoint", "format_endpoints", "list_endpoints"]
+__all__ = ["deploy", "deploy_spec", "endpoint", "export", "format_endpoints", "list_endpoints"]
 
 
 def deploy_spec(
@@ -58,6 +59,19 @@ def endpoint(name: str, *, backend: str = "ray", address: str | None = None) -> 
     """The ``Endpoint`` of an already deployed endpoint (from this or another kernel)."""
     target = get_backend(backend, address or os.environ.get("RAY_ADDRESS") or None)
     return Endpoint(target, target.info(name))
+
+
+def export(
+    name: str, to: str, directory: str | Path = ".", *, backend: str = "ray", address: str | None = None
+) -> list[Path]:
+    """Write a deployed endpoint out as a standalone app: ``to`` is ray, kuberay or modal."""
+    from nbserve.export import TARGETS, export_cell
+
+    target = next((t for t in TARGETS if t == to), None)
+    if target is None:
+        raise ValueError(f"--to {to}: choose one of {', '.join(TARGETS)}")
+    spec, bundle = get_backend(backend, address or os.environ.get("RAY_ADDRESS") or None).deployed_cell(name)
+    return export_cell(spec, bundle, target, Path(directory))
 
 
 def list_endpoints(*, backend: str = "ray", address: str | None = None) -> list[EndpointInfo]:

@@ -30,7 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     down = verbs.add_parser("down", help="delete endpoints")
     down.add_argument("names", nargs="*")
     down.add_argument("--all", action="store_true", help="delete every nbserve endpoint")
-    for sub in (status, logs, down, verbs.choices["ls"]):
+    export = verbs.add_parser("export", help="write an endpoint out as a standalone app")
+    export.add_argument("name")
+    export.add_argument("--to", required=True, choices=["ray", "kuberay", "modal"])
+    export.add_argument("-o", "--output", default=".", help="folder to write into (default: .)")
+    for sub in (status, logs, down, export, verbs.choices["ls"]):
         sub.add_argument("--address", default=None, help="a Ray cluster other than the embedded one")
     return parser
 
@@ -72,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in names:
                 api.endpoint(name, address=args.address).down()
                 print(f"deleted {name}")
+        elif args.verb == "export":
+            for path in api.export(args.name, args.to, args.output, address=args.address):
+                print(f"wrote {path}")
     except NbserveError as exc:
         print(f"nbserve: {exc}", file=sys.stderr)
         return 1

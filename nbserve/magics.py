@@ -31,6 +31,8 @@ Line magic (manage endpoints):
   %serve logs NAME [--tail N]   what NAME's replicas printed
   %serve down NAME [NAME ...]   delete endpoints
   %serve down --all             delete every nbserve endpoint on the cluster
+  %serve export NAME --to ray|kuberay|modal [-o DIR]
+                                write NAME out as a standalone app (default DIR: .)
 Each verb takes --address ADDRESS for a cluster other than the embedded one.
 """
 
@@ -43,11 +45,14 @@ class _VerbParser(argparse.ArgumentParser):
 def _verb_parser() -> _VerbParser:
     parser = _VerbParser(prog="%serve", add_help=False)
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_VerbParser)
-    for verb in ("ls", "status", "logs", "down"):
+    for verb in ("ls", "status", "logs", "down", "export"):
         sub = verbs.add_parser(verb, add_help=False)
         sub.add_argument("--address", default=None)
-        if verb in ("status", "logs"):
+        if verb in ("status", "logs", "export"):
             sub.add_argument("name")
+        if verb == "export":
+            sub.add_argument("--to", required=True, choices=["ray", "kuberay", "modal"])
+            sub.add_argument("-o", "--output", default=".")
         if verb == "logs":
             sub.add_argument("--tail", type=int, default=200)
         if verb == "down":
@@ -140,7 +145,10 @@ class ServeMagics(Magics):
                 print(api.endpoint(args.name, address=address).logs(args.tail))
             elif args.verb == "down":
                 self._down(args.names, args.all, address)
-        except (EndpointNotFoundError, ClusterError) as exc:
+            elif args.verb == "export":
+                for path in api.export(args.name, args.to, args.output, address=address):
+                    print(f"wrote {path}")
+        except (EndpointNotFoundError, ClusterError, SpecError) as exc:
             raise UsageError(str(exc)) from None
 
     def _down(self, names: list[str], everything: bool, address: str | None) -> None:

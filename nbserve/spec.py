@@ -140,6 +140,53 @@ class ServeSpec:
     def env_vars(self) -> dict[str, str]:
         return dict(self.env)
 
+    def flags(self) -> dict[str, Any]:
+        """The keyword arguments of ``build_spec`` that give this spec back (defaults left out)."""
+        flags: dict[str, Any] = {"name": self.name}
+        if self.backend != "ray":
+            flags["backend"] = self.backend
+        if self.handler is not None:
+            flags["handler"] = self.handler
+        if self.batch is None:
+            flags["no_batch"] = True
+        else:
+            if self.batch.max_size != DEFAULT_MAX_BATCH_SIZE:
+                flags["max_batch_size"] = self.batch.max_size
+            if self.batch.wait_s != DEFAULT_BATCH_WAIT_S:
+                flags["batch_wait_ms"] = round(self.batch.wait_s * 1000, 6)
+        if self.gpu is not None:
+            flags["gpu"] = str(self.gpu)
+        if self.cpus is not None:
+            flags["cpus"] = self.cpus
+        if self.memory_bytes is not None:
+            flags["memory"] = _format_memory(self.memory_bytes)
+        if self.replicas != ReplicaRange(1, 1):
+            flags["replicas"] = str(self.replicas)
+        if self.target_ongoing is not None:
+            flags["target_ongoing"] = self.target_ongoing
+        if self.route != f"/{self.name}":
+            flags["route"] = self.route
+        if self.pip:
+            flags["pip"] = list(self.pip)
+        if self.env:
+            flags["env"] = [f"{k}={v}" for k, v in self.env]
+        return flags
+
+    def magic_line(self) -> str:
+        """The ``%%serve`` line that asks for this spec."""
+        parts = ["%%serve", self.name]
+        for key, value in self.flags().items():
+            if key == "name":
+                continue
+            flag = "--" + key.replace("_", "-")
+            if value is True:
+                parts.append(flag)
+            elif isinstance(value, list):
+                parts += [flag, *map(str, value)]
+            else:
+                parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+        return " ".join(parts)
+
     def resource_line(self) -> str:
         """A one-line summary, e.g. ``0.25 GPU · 1 CPU · batch 32 / 5 ms · replicas 1:4``."""
         parts = []
@@ -154,6 +201,13 @@ class ServeSpec:
             parts.append("no batching")
         parts.append(f"replicas {self.replicas}")
         return " · ".join(parts)
+
+
+def _format_memory(size: int) -> str:
+    for unit, factor in (("GiB", 2**30), ("MiB", 2**20)):
+        if size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
 
 
 def parse_name(text: str) -> str:

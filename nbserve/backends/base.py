@@ -109,4 +109,8 @@ class Backend(ABC):
     def logs(self, name: str, tail: int = 200) -> str: ...
 
     @abstractmethod
+    def deployed_cell(self, name: str) -> tuple[ServeSpec, CellBundle]:
+        """The spec and cell a running endpoint was deployed from (for export)."""
+
+    @abstractmethod
     def client(self, name: str) -> EndpointClient: ...

@@ -299,11 +299,14 @@ class RayBackend(Backend):
     def info(self, name: str) -> EndpointInfo:
         overview = self._applications().get(name)
         if overview is None:
-            raise EndpointNotFoundError(
-                f"no nbserve endpoint named {name!r} on the Ray cluster at {self.connect().address}"
-            )
+            raise self._not_found(name)
         description = self._describe(name)
         return self._info_of(name, overview, description)
+
+    def _not_found(self, name: str) -> EndpointNotFoundError:
+        return EndpointNotFoundError(
+            f"no nbserve endpoint named {name!r} on the Ray cluster at {self.connect().address}"
+        )
 
     def _info_of(self, name: str, overview: Any, description: dict[str, Any] | None) -> EndpointInfo:
         status = self._status_of(name, overview, description)
@@ -334,8 +337,16 @@ class RayBackend(Backend):
         from ray import serve
 
         if name not in self._applications():
-            raise EndpointNotFoundError(f"no nbserve endpoint named {name!r} to delete")
+            raise self._not_found(name)
         serve.delete(name, _blocking=True)
+
+    def deployed_cell(self, name: str) -> tuple[ServeSpec, CellBundle]:
+        if name not in self._applications():
+            raise self._not_found(name)
+        description = self._describe(name)
+        if description is None:
+            raise EndpointNotFoundError(f"{name!r} has no running replica to read its cell from; redeploy it first")
+        return description["spec"], description["bundle"]
 
     def client(self, name: str) -> EndpointClient:
         self.connect()

@@ -1,0 +1,87 @@
+"""Exported files: valid Python, a RayService that KubeRay and Ray Serve's schema accept."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+from ray.serve.schema import ServeDeploySchema
+
+from nbserve.cell import analyze_cell, make_bundle
+from nbserve.errors import SpecError
+from nbserve.export import export_cell, render_ray_module, render_rayservice
+from nbserve.spec import build_spec
+
+SOURCE = 'import numpy as np\nLABEL = "v"\n\ndef shout(items):\n    return [PREFIX + x.upper() for x in items]\n'
+
+
+def bundle_for(name: str, batched: bool = True):  # type: ignore[no-untyped-def]
+    info = analyze_cell(SOURCE, batched=batched)
+    return make_bundle(name, SOURCE, info, batched=batched, namespace={"PREFIX": ">"})
+
+
+def test_ray_module_keeps_the_cell_and_shows_the_mapping() -> None:
+    spec = build_spec(name="shout", gpu="0.25", replicas="1:4", max_batch_size=16, env=["A=1"])
+    text = render_ray_module(spec, bundle_for("shout"))
+    ast.parse(text)  # valid Python
+    assert SOURCE in text  # the cell's source, intact
+    assert "NOTEBOOK_VALUES = {\n    'PREFIX': '>',\n}" in text
+    assert "# %%serve shout --max-batch-size 16 --gpu 0.25 --replicas 1:4 --env A=1" in text
+    assert "'num_gpus': 0.25" in text and "'max_ongoing_requests': 32" in text
+    assert "serve run shout_app:app --name shout --route-prefix /shout" in text
+
+
+def test_cell_with_triple_quotes_and_backslashes_survives_export() -> None:
+    source = 'DOC = """a \\n b"""\ndef f(xs):\n    return [DOC for _ in xs]\n'
+    bundle = make_bundle("f", source, analyze_cell(source), batched=True)
+    namespace: dict[str, object] = {}
+    exec(render_ray_module(build_spec(name="f"), bundle).split("DEPLOYMENT_OPTIONS")[0], namespace)
+    assert namespace["CELL_SOURCE"] == source
+
+
+def test_rayservice_manifest_has_kuberay_fields_and_a_valid_serve_config() -> None:
+    spec = build_spec(name="shout_v2", gpu="0.25", replicas="1:4", cpus=0.5, pip=["numpy"], env=["A=1"])
+    manifest = yaml.safe_load(render_rayservice(spec, "shout_v2_app"))
+    assert manifest["apiVersion"] == "ray.io/v1"
+    assert manifest["kind"] == "RayService"
+    assert manifest["metadata"]["name"] == "shout-v2"  # Kubernetes names allow no underscore
+    cluster = manifest["spec"]["rayClusterConfig"]
+    assert cluster["headGroupSpec"]["template"]["spec"]["containers"][0]["image"].startswith("rayproject/ray:")
+    workers = cluster["workerGroupSpecs"][0]
+    assert workers["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert cluster["enableInTreeAutoscaling"] is True
+
+    config = yaml.safe_load(manifest["spec"]["serveConfigV2"])
+    ServeDeploySchema.parse_obj(config)  # Ray Serve's own schema accepts it
+    app = config["applications"][0]
+    assert app["import_path"] == "shout_v2_app:app"
+    assert app["route_prefix"] == "/shout_v2"
+    assert app["runtime_env"]["pip"][1:] == ["numpy"]
+    assert app["runtime_env"]["env_vars"] == {"A": "1"}
+    deployment = app["deployments"][0]
+    assert deployment["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 32.0}
+    assert deployment["ray_actor_options"] == {"num_cpus": 0.5, "num_gpus": 0.25}
+
+
+def test_fixed_replicas_map_to_num_replicas() -> None:
+    config = yaml.safe_load(
+        yaml.safe_load(render_rayservice(build_spec(name="e", replicas="3"), "e_app"))["spec"]["serveConfigV2"]
+    )
+    ServeDeploySchema.parse_obj(config)
+    assert config["applications"][0]["deployments"][0]["num_replicas"] == 3
+
+
+def test_export_writes_the_files_of_each_target(tmp_path: Path) -> None:
+    spec = build_spec(name="shout")
+    assert [p.name for p in export_cell(spec, bundle_for("shout"), "ray", tmp_path)] == ["shout_app.py"]
+    kuberay = export_cell(spec, bundle_for("shout"), "kuberay", tmp_path / "k8s")
+    assert [p.name for p in kuberay] == ["shout_app.py", "shout_rayservice.yaml"]
+    with pytest.raises(ValueError, match="unknown export target"):
+        export_cell(spec, bundle_for("shout"), "docker", tmp_path)  # type: ignore[arg-type]
+
+
+def test_modal_export_refuses_a_fractional_gpu(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="Modal gives each container whole GPUs"):
+        export_cell(build_spec(name="shout", gpu="0.5"), bundle_for("shout"), "modal", tmp_path)
