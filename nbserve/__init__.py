@@ -8,18 +8,20 @@ In a notebook::
     def embed(texts):
         return [[len(t)] for t in texts]
 
-From Python: ``nbserve.deploy(source, ...)`` and ``nbserve.endpoint(name)``.
+From Python: ``nbserve.deploy(source, ...)``, ``nbserve.endpoint(name)`` and
+``nbserve.export(name, to=...)``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from nbserve.api import deploy, endpoint, list_endpoints
+from nbserve.api import deploy, endpoint, export, list_endpoints
 from nbserve.endpoint import Endpoint
 from nbserve.errors import (
     CellError,
     ClusterError,
+    CredentialsError,
     DeployError,
     EndpointNotFoundError,
     HandlerError,
@@ -36,6 +38,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CellError",
     "ClusterError",
+    "CredentialsError",
     "DeployError",
     "Endpoint",
     "EndpointNotFoundError",
@@ -49,6 +52,7 @@ __all__ = [
     "__version__",
     "deploy",
     "endpoint",
+    "export",
     "list_endpoints",
     "load_ipython_extension",
 ]

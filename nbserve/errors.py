@@ -6,6 +6,7 @@ Hierarchy::
     ├── SpecError                a flag or value on the magic line is invalid
     ├── CellError                the cell cannot be served (syntax, no handler, bad signature)
     ├── ClusterError             the Ray cluster cannot be started or reached
+    ├── CredentialsError         the backend's account credentials are missing (Modal)
     ├── DeployError              a deployment did not come up; nothing is left half-deployed
     │   ├── SetupFailedError     the cell's setup code raised inside a replica
     │   └── InsufficientResourcesError  the cluster cannot place a replica
@@ -22,6 +23,7 @@ from __future__ import annotations
 __all__ = [
     "CellError",
     "ClusterError",
+    "CredentialsError",
     "DeployError",
     "EndpointNotFoundError",
     "HandlerError",
@@ -67,6 +69,10 @@ class CellError(NbserveError, ValueError):
 
 class ClusterError(NbserveError, RuntimeError):
     """The Ray cluster could not be started, found or connected to."""
+
+
+class CredentialsError(NbserveError, RuntimeError):
+    """The backend needs account credentials that are not set; the message says how to set them."""
 
 
 class DeployError(NbserveError, RuntimeError):

@@ -18,7 +18,7 @@ from IPython.display import display
 
 from nbserve import api
 from nbserve.cell import analyze_cell
-from nbserve.errors import CellError, ClusterError, EndpointNotFoundError, SpecError
+from nbserve.errors import CellError, ClusterError, CredentialsError, EndpointNotFoundError, SpecError
 from nbserve.progress import DeployProgress
 from nbserve.spec import DEFAULT_BATCH_WAIT_S, DEFAULT_MAX_BATCH_SIZE, build_spec
 
@@ -65,7 +65,7 @@ def _verb_parser() -> _VerbParser:
 class ServeMagics(Magics):
     @magic_arguments(name="%serve")  # shown as %%serve in the usage line
     @argument("name", nargs="?", default=None, help="endpoint name (default: the handler's name)")
-    @argument("--backend", default="ray", help="where to deploy: ray (default)")
+    @argument("--backend", default="ray", help="where to deploy: ray (default) or modal")
     @argument("--handler", default=None, help="function that serves requests (default: the last def)")
     @argument("--gpu", default=None, help="GPUs per replica: a number (0.25, 1, 2) or TYPE[:N] (A10G, H100:2)")
     @argument("--cpus", default=None, help="CPUs per replica (default 1)")
@@ -122,7 +122,7 @@ class ServeMagics(Magics):
             )
             progress = DeployProgress(spec.name)
             endpoint = api.deploy_spec(spec, source, namespace=shell.user_ns, on_event=progress)
-        except (SpecError, CellError, ClusterError) as exc:
+        except (SpecError, CellError, ClusterError, CredentialsError) as exc:
             raise UsageError(str(exc)) from None
         shell.user_ns[spec.name] = endpoint
         progress.finish(f"running at {endpoint.url}")

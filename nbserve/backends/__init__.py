@@ -19,12 +19,9 @@ def get_backend(kind: str = "ray", address: str | None = None) -> Backend:
 
             _cache[key] = RayBackend(address)
         elif kind == "modal":
-            raise SpecError(
-                "--backend",
-                "modal",
-                "the Modal backend is not available in this version of nbserve",
-                "Use --backend ray (the default); Modal support is planned.",
-            )
+            from nbserve.backends.modal.backend import ModalBackend
+
+            _cache[key] = ModalBackend()
         else:
             raise SpecError("--backend", kind, "unknown backend", "Use --backend ray.")
     return _cache[key]

@@ -85,3 +85,25 @@ def test_export_writes_the_files_of_each_target(tmp_path: Path) -> None:
 def test_modal_export_refuses_a_fractional_gpu(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="Modal gives each container whole GPUs"):
         export_cell(build_spec(name="shout", gpu="0.5"), bundle_for("shout"), "modal", tmp_path)
+
+
+def test_modal_export_is_a_file_modal_deploy_accepts(tmp_path: Path) -> None:
+    """Import the exported file as `modal deploy` would (offline) and look at its app."""
+    import importlib.util
+
+    import modal
+
+    spec = build_spec(name="shout", gpu="A10G", max_batch_size=8, replicas="0:3")
+    [path] = export_cell(spec, bundle_for("shout"), "modal", tmp_path)
+    assert path.name == "shout_modal.py"
+    text = path.read_text()
+    assert SOURCE in text and "modal deploy shout_modal.py" in text
+    assert "# %%serve shout --backend modal --max-batch-size 8 --gpu A10G:1 --replicas 0:3" in text
+
+    loader = importlib.util.spec_from_file_location("shout_modal", path)
+    assert loader is not None and loader.loader is not None
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
+    assert isinstance(module.app, modal.App)
+    assert module.app.name == "nbserve-shout"
+    assert module.SPEC.backend == "modal" and module.SPEC.gpu.type == "A10G"

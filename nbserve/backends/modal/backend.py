@@ -1,0 +1,140 @@
+"""Modal backend: each endpoint is a Modal app of its own (``nbserve-NAME``).
+
+Only what needs Modal's servers lives here; the app itself is built offline by ``app.py``.
+Credentials are checked before anything else, because Modal's client without working
+credentials can hang for a minute before it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from nbserve.backends.base import Backend, DeployEvent, EndpointClient, EndpointInfo, EndpointStatus, ReplicaCounts
+from nbserve.backends.modal.app import (
+    CLASS_NAME,
+    build_modal_parts,
+    modal_app_name,
+    service_caller,
+    service_method_name,
+)
+from nbserve.cell import CellBundle
+from nbserve.errors import CredentialsError, DeployError, EndpointNotFoundError
+from nbserve.program import Outcome
+from nbserve.spec import ServeSpec
+
+__all__ = ["ModalBackend", "require_credentials"]
+
+CREDENTIALS_HELP = (
+    "Modal credentials are not set, so nothing was deployed. Run `modal token new` (it writes "
+    "~/.modal.toml), or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET in the kernel's environment, "
+    "then run the cell again."
+)
+
+
+def require_credentials() -> None:
+    """Raise ``CredentialsError`` at once when no Modal token is configured."""
+    if os.environ.get("MODAL_TOKEN_ID") and os.environ.get("MODAL_TOKEN_SECRET"):
+        return
+    from modal.config import config
+
+    if not (config.get("token_id") and config.get("token_secret")):
+        raise CredentialsError(CREDENTIALS_HELP)
+
+
+class ModalEndpointClient:
+    def __init__(self, app_name: str, method_name: str) -> None:
+        self._call = service_caller(app_name, method_name)
+
+    async def call(self, item: Any) -> Outcome:
+        return (await self._call([item]))[0]
+
+    async def call_batch(self, items: list[Any]) -> list[Outcome]:
+        return await self._call(items)
+
+
+class ModalBackend(Backend):
+    name = "modal"
+
+    def __init__(self) -> None:
+        # What this process deployed: Modal's Python API lists no apps, and the spec and the
+        # cell are needed again for export and for the endpoint's description.
+        self._deployed: dict[str, tuple[ServeSpec, CellBundle, str, float]] = {}
+
+    def deploy(self, spec: ServeSpec, bundle: CellBundle, on_event: Callable[[DeployEvent], None]) -> EndpointInfo:
+        require_credentials()
+        started = time.monotonic()
+        parts = build_modal_parts(spec, bundle)
+        on_event(DeployEvent("building the image and deploying to Modal", time.monotonic() - started))
+        try:
+            parts.app.deploy(name=modal_app_name(spec), strategy="rolling")
+        except Exception as exc:
+            raise DeployError(f"Modal refused the deploy of {spec.name}: {exc}") from exc
+        url = parts.web.get_web_url() or ""
+        self._deployed[spec.name] = (spec, bundle, url, time.time())
+        on_event(DeployEvent("deployed", time.monotonic() - started))
+        return self.info(spec.name)
+
+    def _record(self, name: str) -> tuple[ServeSpec, CellBundle, str, float]:
+        if name not in self._deployed:
+            raise EndpointNotFoundError(
+                f"no Modal endpoint named {name!r} was deployed from this kernel; "
+                f"see `modal app list` for the apps of your account"
+            )
+        return self._deployed[name]
+
+    def info(self, name: str) -> EndpointInfo:
+        spec, bundle, url, deployed_at = self._record(name)
+        return EndpointInfo(
+            name=name,
+            backend=self.name,
+            url=url,
+            handler=bundle.handler,
+            batched=spec.batched,
+            max_batch_size=spec.batch.max_size if spec.batch else 1,
+            resources=spec.resource_line(),
+            deployed_at=deployed_at,
+            status=self.status(name),
+        )
+
+    def status(self, name: str) -> EndpointStatus:
+        import modal
+
+        spec, *_ = self._record(name)
+        require_credentials()
+        service = modal.Cls.from_name(modal_app_name(spec), CLASS_NAME)
+        method = getattr(service(), service_method_name(spec))
+        stats = method.get_current_stats()
+        replicas = ReplicaCounts(
+            running=stats.num_total_runners, target=max(spec.replicas.min, stats.num_total_runners)
+        )
+        message = f"{stats.backlog} inputs waiting" if stats.backlog else ""
+        return EndpointStatus(name, "running", replicas, message)
+
+    def list(self) -> list[EndpointInfo]:
+        return [self.info(name) for name in sorted(self._deployed)]
+
+    def delete(self, name: str) -> None:
+        import modal
+
+        spec, *_ = self._record(name)
+        require_credentials()
+        modal.App.lookup(modal_app_name(spec)).stop()
+        del self._deployed[name]
+
+    def logs(self, name: str, tail: int = 200) -> str:
+        spec, *_ = self._record(name)
+        raise EndpointNotFoundError(
+            f"nbserve does not fetch Modal logs yet; run `modal app logs {modal_app_name(spec)}`"
+        )
+
+    def deployed_cell(self, name: str) -> tuple[ServeSpec, CellBundle]:
+        spec, bundle, *_ = self._record(name)
+        return spec, bundle
+
+    def client(self, name: str) -> EndpointClient:
+        spec, *_ = self._record(name)
+        require_credentials()
+        return ModalEndpointClient(modal_app_name(spec), service_method_name(spec))
