@@ -40,3 +40,11 @@ def test_cluster_status_and_usage_errors(ray_cluster: Any) -> None:
     assert ray_cluster.address in status.stdout
     assert nbserve("down").returncode == 2
     assert nbserve("frobnicate").returncode == 2
+
+
+def test_embedded_cluster_requires_rays_token(ray_cluster: Any) -> None:
+    """Security by default: the cluster's REST API refuses a request without the token."""
+    import requests
+
+    response = requests.get(f"{ray_cluster.dashboard_url}/api/serve/applications/", timeout=30)
+    assert response.status_code == 401

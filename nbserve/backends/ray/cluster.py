@@ -30,6 +30,11 @@ __all__ = ["ClusterInfo", "connect", "embedded_status", "start_embedded", "stop_
 
 log = logging.getLogger(__name__)
 START_TIMEOUT_S = 90.0
+# Ray's switch for token authentication. `ray start` turns it on only when a token file
+# already exists, and a driver that connects by address never does: left alone, the
+# embedded cluster would run without auth, or reject our own driver once a token appears.
+# nbserve decides once for the cluster and every process that talks to it.
+AUTH_MODE_VAR = "RAY_AUTH_MODE"
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,38 @@ def _ray_command() -> list[str]:
     return [sys.executable, "-m", "ray.scripts.scripts"]
 
 
+def _set_auth_mode(mode: str) -> None:
+    """Make this process (and what it starts) speak ``mode`` to Ray."""
+    os.environ[AUTH_MODE_VAR] = mode
+    # Ray caches its C++ config when it is imported; refresh it so this process sees the mode
+    # (what Ray's own token setup does after setting the variable).
+    from ray import _raylet
+
+    _raylet.Config.initialize("")  # type: ignore[attr-defined]  # Ray's stub omits Config
+
+
+def _prepare_auth() -> str:
+    """The auth mode for a new embedded cluster: token unless the user set RAY_AUTH_MODE.
+
+    With token auth, makes sure ``~/.ray/auth_token`` exists (created, never printed).
+    """
+    mode = os.environ.get(AUTH_MODE_VAR, "token").lower()
+    if mode == "token":
+        result = subprocess.run(
+            [*_ray_command(), "get-auth-token", "--generate"], capture_output=True, text=True, timeout=60
+        )
+        if result.returncode != 0:
+            raise ClusterError(f"could not create Ray's authentication token: {result.stderr.strip()[-500:]}")
+    return mode
+
+
+def _recorded_auth_mode(settings: EmbeddedSettings) -> str | None:
+    with contextlib.suppress(OSError, ValueError):
+        mode = json.loads(settings.state_file.read_text()).get("auth_mode")
+        return str(mode) if mode else None
+    return None
+
+
 def start_embedded(
     settings: EmbeddedSettings | None = None, on_status: Callable[[str], None] | None = None
 ) -> ClusterInfo:
@@ -108,6 +145,7 @@ def start_embedded(
                 )
         if on_status:
             on_status(f"starting the local Ray cluster on {settings.address}")
+        auth_mode = _prepare_auth()
         command = [
             *_ray_command(),
             "start",
@@ -123,7 +161,7 @@ def start_embedded(
         ]
         if settings.num_cpus is not None:
             command.append(f"--num-cpus={settings.num_cpus}")
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", AUTH_MODE_VAR: auth_mode}
         env.pop("RAY_ADDRESS", None)
         started = time.time()
         result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=START_TIMEOUT_S)
@@ -131,7 +169,14 @@ def start_embedded(
             tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
             raise ClusterError(f"`ray start` failed (exit {result.returncode}):\n{tail}")
         settings.state_file.write_text(
-            json.dumps({"started_at": started, "address": settings.address, "http_port": settings.http_port})
+            json.dumps(
+                {
+                    "started_at": started,
+                    "address": settings.address,
+                    "http_port": settings.http_port,
+                    "auth_mode": auth_mode,
+                }
+            )
         )
         return _info(settings, started)
 
@@ -215,16 +260,34 @@ def same_cluster(a: str, b: str) -> bool:
     return host_a in local and host_b in local
 
 
+def _disable_ray_auto_init() -> None:
+    """Turn off Ray's auto-init in this process (nbserve always connects explicitly).
+
+    Otherwise any Ray call after ``ray.shutdown()`` starts a whole new local cluster: Serve's
+    handle router keeps pushing metrics from a thread of its own, so a process that called
+    an endpoint and then shut down (or exits) would leave a stray cluster in /tmp/ray.
+    """
+    os.environ["RAY_ENABLE_AUTO_CONNECT"] = "0"
+    hook = sys.modules.get("ray._private.auto_init_hook")
+    if hook is not None:  # already imported: it read the variable at import time
+        setattr(hook, "enable_auto_connect", False)  # noqa: B010 - a private flag, not typed
+
+
 def connect(address: str | None, on_status: Callable[[str], None] | None = None) -> ClusterInfo:
     """Connect this process to the cluster (starting the embedded one if ``address`` is None)
     and make sure Ray Serve runs on it, its HTTP proxy bound to loopback."""
     import ray
     from ray import serve
 
+    _disable_ray_auto_init()
     if address is None:
         settings = embedded_settings()
         info = start_embedded(settings, on_status)
         target = settings.address
+        # Before ray.init: the driver must speak the auth mode the cluster was started with
+        # (nbserve's default, token, when the cluster's state file is elsewhere).
+        if not ray.is_initialized():
+            _set_auth_mode(_recorded_auth_mode(settings) or os.environ.get(AUTH_MODE_VAR, "token"))
     else:
         target = address
         info = ClusterInfo(address=address, http_host=LOOPBACK, http_port=8000, embedded=False)
@@ -245,7 +308,13 @@ def connect(address: str | None, on_status: Callable[[str], None] | None = None)
                 configure_logging=False,
             )
         except Exception as exc:
-            raise ClusterError(f"cannot connect to the Ray cluster at {target}: {exc}") from exc
+            hint = ""
+            if not info.embedded:
+                hint = (
+                    f" If the cluster uses Ray's token authentication, set {AUTH_MODE_VAR}=token and put its "
+                    "token in ~/.ray/auth_token (or RAY_AUTH_TOKEN) before the first %%serve."
+                )
+            raise ClusterError(f"cannot connect to the Ray cluster at {target}: {exc}.{hint}") from exc
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
     serve.start(http_options={"host": LOOPBACK, "port": info.http_port if info.embedded else 8000})
     if not info.embedded:
