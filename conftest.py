@@ -72,6 +72,6 @@ def deploy(ray_cluster: Any) -> Iterator[Callable[..., Any]]:
         return nbserve.deploy(source, name, **{**SMALL, **flags})
 
     yield _deploy
-    for name in made:
+    for name in reversed(made):  # users of an endpoint (--uses) go before it
         with contextlib.suppress(nbserve.EndpointNotFoundError):
-            nbserve.endpoint(name).down()
+            nbserve.endpoint(name).down(force=True)

@@ -30,7 +30,9 @@ def deploy_spec(
 ) -> Endpoint:
     """Check ``source`` against ``spec``, deploy it and return its ``Endpoint``."""
     info = analyze_cell(source, handler=spec.handler, batched=spec.batched)
-    bundle = make_bundle(spec.name, source, info, batched=spec.batched, namespace=namespace)
+    bundle = make_bundle(
+        spec.name, source, info, batched=spec.batched, namespace=namespace, provided=frozenset(spec.uses)
+    )
     backend = get_backend(spec.backend, spec.address)
     endpoint_info = backend.deploy(spec, bundle, on_event or (lambda event: None))
     return Endpoint(backend, endpoint_info)
@@ -80,7 +82,7 @@ def list_endpoints(*, backend: str = "ray", address: str | None = None) -> list[
 
 def format_endpoints(infos: Iterable[EndpointInfo]) -> str:
     """A plain-text table, one endpoint a row."""
-    header = ("NAME", "STATUS", "REPLICAS", "HANDLER", "RESOURCES", "URL", "AGE")
+    header = ("NAME", "STATUS", "REPLICAS", "HANDLER", "USES", "RESOURCES", "URL", "AGE")
     now = time.time()
     rows = [
         (
@@ -88,6 +90,7 @@ def format_endpoints(infos: Iterable[EndpointInfo]) -> str:
             i.status.state,
             str(i.status.replicas),
             i.handler,
+            ",".join(i.uses) or "-",
             i.resources,
             i.url,
             _age(now - i.deployed_at),

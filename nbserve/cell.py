@@ -197,12 +197,16 @@ def make_bundle(
     *,
     batched: bool,
     namespace: Mapping[str, Any] | None = None,
+    provided: frozenset[str] = frozenset(),
 ) -> CellBundle:
-    """Resolve the cell's free names against the notebook ``namespace`` and bundle the cell."""
+    """Resolve the cell's free names against the notebook ``namespace`` and bundle the cell.
+
+    Names in ``provided`` (the endpoints of ``--uses``) are bound inside the replica instead.
+    """
     namespace = namespace or {}
     constants: dict[str, Any] = {}
     modules: dict[str, str] = {}
-    for var in sorted(info.free_names):
+    for var in sorted(info.free_names - provided):
         if var not in namespace:
             if info.has_star_import:
                 continue  # it may come from the star import; the replica will tell.

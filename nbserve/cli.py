@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     down = verbs.add_parser("down", help="delete endpoints")
     down.add_argument("names", nargs="*")
     down.add_argument("--all", action="store_true", help="delete every nbserve endpoint")
+    down.add_argument("--force", action="store_true", help="delete even if other endpoints use it")
     export = verbs.add_parser("export", help="write an endpoint out as a standalone app")
     export.add_argument("name")
     export.add_argument("--to", required=True, choices=["ray", "kuberay", "modal"])
@@ -74,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
             names = [i.name for i in api.list_endpoints(address=args.address)] if args.all else args.names
             for name in names:
-                api.endpoint(name, address=args.address).down()
+                api.endpoint(name, address=args.address).down(force=args.force or args.all)
                 print(f"deleted {name}")
         elif args.verb == "export":
             for path in api.export(args.name, args.to, args.output, address=args.address):

@@ -132,9 +132,12 @@ class Endpoint:
         """The last ``tail`` lines each replica printed (stdout and stderr)."""
         return self._backend.logs(self.name, tail)
 
-    def down(self) -> None:
-        """Delete the deployment; its replicas stop and the URL stops answering."""
-        self._backend.delete(self.name)
+    def down(self, force: bool = False) -> None:
+        """Delete the deployment; its replicas stop and the URL stops answering.
+
+        Refused with ``EndpointInUseError`` while other endpoints use this one, unless ``force``.
+        """
+        self._backend.delete(self.name, force=force)
         self._client = None
 
     # -- display ----------------------------------------------------------------------

@@ -11,6 +11,7 @@ Hierarchy::
     │   ├── SetupFailedError     the cell's setup code raised inside a replica
     │   └── InsufficientResourcesError  the cluster cannot place a replica
     ├── EndpointNotFoundError    no endpoint of that name exists
+    ├── EndpointInUseError       deleting an endpoint that others use (``--uses``) without force
     ├── HandlerError             the handler raised for one input (other inputs are unaffected)
     └── MapError                 some inputs of ``Endpoint.map`` failed; the others' outputs are kept
 
@@ -25,6 +26,7 @@ __all__ = [
     "ClusterError",
     "CredentialsError",
     "DeployError",
+    "EndpointInUseError",
     "EndpointNotFoundError",
     "HandlerError",
     "InsufficientResourcesError",
@@ -94,6 +96,18 @@ class InsufficientResourcesError(DeployError):
 
 class EndpointNotFoundError(NbserveError, LookupError):
     """No endpoint of that name is deployed."""
+
+
+class EndpointInUseError(NbserveError, RuntimeError):
+    """Other endpoints use this one (``--uses``); ``users`` names them."""
+
+    def __init__(self, name: str, users: list[str]) -> None:
+        self.name = name
+        self.users = users
+        super().__init__(
+            f"{name} is used by {', '.join(users)}; delete {'them' if len(users) > 1 else 'it'} first, "
+            f"or force it (`%serve down {name} --force`, `down(force=True)`): their calls to {name} will then fail"
+        )
 
 
 class HandlerError(NbserveError, RuntimeError):

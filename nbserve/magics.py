@@ -18,7 +18,14 @@ from IPython.display import display
 
 from nbserve import api
 from nbserve.cell import analyze_cell
-from nbserve.errors import CellError, ClusterError, CredentialsError, EndpointNotFoundError, SpecError
+from nbserve.errors import (
+    CellError,
+    ClusterError,
+    CredentialsError,
+    EndpointInUseError,
+    EndpointNotFoundError,
+    SpecError,
+)
 from nbserve.progress import DeployProgress
 from nbserve.spec import DEFAULT_BATCH_WAIT_S, DEFAULT_MAX_BATCH_SIZE, build_spec
 
@@ -29,7 +36,7 @@ Line magic (manage endpoints):
   %serve ls                     list endpoints on the cluster
   %serve status NAME            state and replica counts of NAME
   %serve logs NAME [--tail N]   what NAME's replicas printed
-  %serve down NAME [NAME ...]   delete endpoints
+  %serve down NAME [NAME ...]   delete endpoints (--force: even if others use them)
   %serve down --all             delete every nbserve endpoint on the cluster
   %serve export NAME --to ray|kuberay|modal [-o DIR]
                                 write NAME out as a standalone app (default DIR: .)
@@ -58,6 +65,7 @@ def _verb_parser() -> _VerbParser:
         if verb == "down":
             sub.add_argument("names", nargs="*")
             sub.add_argument("--all", action="store_true")
+            sub.add_argument("--force", action="store_true")
     return parser
 
 
@@ -81,6 +89,7 @@ class ServeMagics(Magics):
     @argument("--address", default=None, help="an existing Ray cluster (default: RAY_ADDRESS, else the embedded one)")
     @argument("--pip", nargs="+", default=[], metavar="PKG", help="pip packages for the replicas' environment")
     @argument("--env", nargs="+", action="append", default=[], metavar="K=V", help="environment variables of replicas")
+    @argument("--uses", default="", metavar="NAME[,NAME...]", help="deployed endpoints the cell calls by handle")
     @line_cell_magic
     def serve(self, line: str, cell: str | None = None) -> None:
         """Turn a cell into a batched inference endpoint, or manage endpoints.
@@ -118,11 +127,12 @@ class ServeMagics(Magics):
                 address=args.address,
                 pip=args.pip,
                 env=[item for group in args.env for item in group],
+                uses=args.uses,
                 environ=os.environ,
             )
             progress = DeployProgress(spec.name)
             endpoint = api.deploy_spec(spec, source, namespace=shell.user_ns, on_event=progress)
-        except (SpecError, CellError, ClusterError, CredentialsError) as exc:
+        except (SpecError, CellError, ClusterError, CredentialsError, EndpointNotFoundError) as exc:
             raise UsageError(str(exc)) from None
         shell.user_ns[spec.name] = endpoint
         progress.finish(f"running at {endpoint.url}")
@@ -144,20 +154,20 @@ class ServeMagics(Magics):
             elif args.verb == "logs":
                 print(api.endpoint(args.name, address=address).logs(args.tail))
             elif args.verb == "down":
-                self._down(args.names, args.all, address)
+                self._down(args.names, args.all, args.force, address)
             elif args.verb == "export":
                 for path in api.export(args.name, args.to, args.output, address=address):
                     print(f"wrote {path}")
-        except (EndpointNotFoundError, ClusterError, SpecError) as exc:
+        except (EndpointNotFoundError, EndpointInUseError, ClusterError, SpecError) as exc:
             raise UsageError(str(exc)) from None
 
-    def _down(self, names: list[str], everything: bool, address: str | None) -> None:
+    def _down(self, names: list[str], everything: bool, force: bool, address: str | None) -> None:
         if everything == bool(names):
             raise UsageError("%serve down: name the endpoints to delete, or pass --all (not both)")
         if everything:
             names = [info.name for info in api.list_endpoints(address=address)]
         for name in names:
-            api.endpoint(name, address=address).down()
+            api.endpoint(name, address=address).down(force=force or everything)
             print(f"deleted {name}")
         if everything and not names:
             print("no endpoints to delete")

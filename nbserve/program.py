@@ -83,10 +83,11 @@ def _handler_error(exc: BaseException, filename: str) -> HandlerError:
 class CellProgram:
     """The cell, executed once as a module; ``run_batch`` and ``run_one`` call its handler."""
 
-    def __init__(self, bundle: CellBundle) -> None:
+    def __init__(self, bundle: CellBundle, provided: Mapping[str, Any] | None = None) -> None:
         self.bundle = bundle
         self.module = types.ModuleType(f"nbserve_cell_{bundle.name}")
         self.module.__dict__.update(bundle.constants)
+        self.module.__dict__.update(provided or {})  # e.g. handles of the endpoints it uses
         self._run_setup()
         handler = self.module.__dict__.get(bundle.handler)
         if not callable(handler):

@@ -127,6 +127,7 @@ class ServeSpec:
     address: str | None = None
     pip: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
+    uses: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.route:
@@ -170,6 +171,8 @@ class ServeSpec:
             flags["pip"] = list(self.pip)
         if self.env:
             flags["env"] = [f"{k}={v}" for k, v in self.env]
+        if self.uses:
+            flags["uses"] = ",".join(self.uses)
         return flags
 
     def magic_line(self) -> str:
@@ -333,6 +336,24 @@ def parse_route(text: str) -> str:
     return text
 
 
+def parse_uses(uses: str | Iterable[str], name: str) -> tuple[str, ...]:
+    """``embed,rank`` (or a list): endpoints the cell calls by name; each becomes a handle."""
+    items = uses.split(",") if isinstance(uses, str) else list(uses)
+    names: list[str] = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        if not _NAME_RE.match(item) or keyword.iskeyword(item):
+            raise SpecError(
+                "--uses", item, "each used endpoint is named like an endpoint", "Write e.g. --uses embed,search."
+            )
+        if item == name:
+            raise SpecError("--uses", item, "an endpoint cannot use itself", f"Drop {item} from --uses.")
+        if item not in names:
+            names.append(item)
+    return tuple(names)
+
+
 def parse_env(items: Iterable[str]) -> tuple[tuple[str, str], ...]:
     pairs: dict[str, str] = {}
     for item in items:
@@ -392,6 +413,7 @@ def build_spec(
     address: str | None = None,
     pip: Iterable[str] = (),
     env: Iterable[str] = (),
+    uses: str | Iterable[str] = (),
     environ: Mapping[str, str] | None = None,
 ) -> ServeSpec:
     """Validate raw flag values (strings and numbers, as the parser gives them)."""
@@ -452,6 +474,7 @@ def build_spec(
             )
 
     env_pairs = parse_env(env)
+    used = parse_uses(uses, name)
     environ = environ if environ is not None else {}
     resolved_address = address or environ.get("RAY_ADDRESS") or None
     if address is not None and not address.strip():
@@ -475,4 +498,5 @@ def build_spec(
         address=resolved_address if backend == "ray" else None,
         pip=tuple(pip),
         env=env_pairs,
+        uses=used,
     )

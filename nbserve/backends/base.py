@@ -52,6 +52,7 @@ class EndpointInfo:
     resources: str
     deployed_at: float
     status: EndpointStatus
+    uses: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -94,7 +95,8 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    def delete(self, name: str) -> None: ...
+    def delete(self, name: str, *, force: bool = False) -> None:
+        """Delete ``name``; refused with ``EndpointInUseError`` while others use it, unless forced."""
 
     @abstractmethod
     def list(self) -> list[EndpointInfo]: ...

@@ -425,3 +425,13 @@ def test_bundle_fields() -> None:
     made = bundle(source, batched=False)
     assert made == CellBundle(name="embed", source=source, handler="predict", batched=False, is_async=True)
     assert made.filename == "<serve embed>"
+
+
+def test_used_endpoints_are_provided_in_the_replica_not_captured() -> None:
+    source = "async def rank(items):\n    return await embed.map(items)\n"
+    info = analyze_cell(source)
+    assert "embed" in info.free_names
+    with pytest.raises(CellError, match="embed"):
+        make_bundle("rank", source, info, batched=True, namespace={})
+    bundle = make_bundle("rank", source, info, batched=True, namespace={}, provided=frozenset({"embed"}))
+    assert "embed" not in bundle.constants and "embed" not in bundle.modules

@@ -495,3 +495,21 @@ def test_spec_error_message_format() -> None:
     error = SpecError("--gpu", "2.5", "some rule", "Some fix.")
     assert str(error) == "--gpu 2.5: some rule. Some fix."
     assert (error.flag, error.value, error.rule, error.fix) == ("--gpu", "2.5", "some rule", "Some fix.")
+
+
+@pytest.mark.parametrize(
+    ("uses", "expected"),
+    [("embed", ("embed",)), ("embed,search", ("embed", "search")), (" a , b ,a", ("a", "b")), (["x", "y"], ("x", "y"))],
+)
+def test_uses_lists_the_endpoints_a_cell_calls(uses: object, expected: tuple[str, ...]) -> None:
+    spec = build_spec(name="rank", uses=uses)  # type: ignore[arg-type]
+    assert spec.uses == expected
+    assert build_spec(**spec.flags()) == spec
+    assert "--uses " + ",".join(expected) in spec.magic_line()
+
+
+@pytest.mark.parametrize(("uses", "fragment"), [("rank", "cannot use itself"), ("2x", "named like an endpoint")])
+def test_bad_uses_are_refused(uses: str, fragment: str) -> None:
+    with pytest.raises(SpecError, match=fragment) as raised:
+        build_spec(name="rank", uses=uses)
+    assert raised.value.flag == "--uses"

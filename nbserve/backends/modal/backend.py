@@ -116,7 +116,7 @@ class ModalBackend(Backend):
     def list(self) -> list[EndpointInfo]:
         return [self.info(name) for name in sorted(self._deployed)]
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, *, force: bool = False) -> None:
         import modal
 
         spec, *_ = self._record(name)

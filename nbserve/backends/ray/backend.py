@@ -21,6 +21,7 @@ from nbserve.backends.ray.options import deployment_options, replica_demand
 from nbserve.cell import CellBundle
 from nbserve.errors import (
     DeployError,
+    EndpointInUseError,
     EndpointNotFoundError,
     InsufficientResourcesError,
     SetupFailedError,
@@ -154,6 +155,12 @@ class RayBackend(Backend):
 
         info = self.connect(lambda text: event(text))
         self._check_fits(spec, info)
+        missing = [used for used in spec.uses if used not in self._applications()]
+        if missing:
+            raise EndpointNotFoundError(
+                f"--uses {','.join(spec.uses)}: {', '.join(missing)} is not deployed on this cluster; "
+                "deploy it first (each endpoint a cell may use must already run)"
+            )
         previous = self._describe(spec.name) if spec.name in self._applications() else None
         try:
             version = self._submit(spec, bundle)
@@ -324,6 +331,7 @@ class RayBackend(Backend):
             resources=description["resources"],
             deployed_at=description["deployed_at"],
             status=status,
+            uses=tuple(description.get("uses", ())),
         )
 
     def list(self) -> list[EndpointInfo]:
@@ -333,11 +341,14 @@ class RayBackend(Backend):
     def status(self, name: str) -> EndpointStatus:
         return self.info(name).status
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, *, force: bool = False) -> None:
         from ray import serve
 
         if name not in self._applications():
             raise self._not_found(name)
+        users = [info.name for info in self.list() if name in info.uses]
+        if users and not force:
+            raise EndpointInUseError(name, users)
         serve.delete(name, _blocking=True)
 
     def deployed_cell(self, name: str) -> tuple[ServeSpec, CellBundle]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ray import serve
@@ -15,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from nbserve import protocol
+from nbserve.backends.ray.uses import UsedEndpoint
 from nbserve.cell import CellBundle
 from nbserve.program import CellProgram, Outcome
 from nbserve.spec import DEFAULT_BATCH_WAIT_S, DEFAULT_MAX_BATCH_SIZE, ServeSpec
@@ -31,7 +33,15 @@ class CellReplica:
         self._bundle = bundle
         self._spec = spec
         self._deployed_at = deployed_at
-        self._program = CellProgram(bundle)  # SetupFailedError reaches the controller's status
+        used = {name: UsedEndpoint(name) for name in spec.uses}
+        if used:
+            # Ray Serve runs constructors on an event loop, where blocking on a handle is
+            # refused; setup that calls a used endpoint (`embed.map(corpus).result()`) runs
+            # in a thread of its own. Serve's router thread delivers the answers meanwhile.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbserve-setup") as pool:
+                self._program = pool.submit(CellProgram, bundle, used).result()
+        else:
+            self._program = CellProgram(bundle)  # SetupFailedError reaches the controller's status
         if spec.batch is not None:
             batcher: Any = self.batched_call  # serve.batch's wrapper, which typing does not see
             batcher.set_max_batch_size(spec.batch.max_size)
@@ -63,6 +73,7 @@ class CellReplica:
             "max_batch_size": self._spec.batch.max_size if self._spec.batch else 1,
             "resources": self._spec.resource_line(),
             "route": self._spec.route,
+            "uses": list(self._spec.uses),
             "deployed_at": self._deployed_at,
             "spec": self._spec,
             "bundle": self._bundle,

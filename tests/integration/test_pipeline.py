@@ -1,0 +1,141 @@
+"""Pipelines: a cell deployed with --uses calls other endpoints by handle, each scaling alone."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+
+import nbserve
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.integration
+
+# The inner step records the size of each batch it forms, so the test can see batching.
+SQUARE = """
+def square(items):
+    return [{"value": x * x, "batch": len(items)} for x in items]
+"""
+
+# A sync handler blocks on .result(); calls into `square` still join its batches.
+PLUS_ONE = """
+def plus_one(items):
+    pending = [square(x) for x in items]
+    return [p.result()["value"] + 1 for p in pending]
+"""
+
+# An async handler awaits; map sends its whole batch to `plus_one` as one call.
+REPORT = """
+async def report(items):
+    squares = await square.map(items)
+    plus = await plus_one.map(items)
+    return [f"{x}: {s['value']} then {p}" for x, s, p in zip(items, squares, plus)]
+"""
+
+
+def test_two_and_three_step_pipelines_answer_by_handle_and_http(deploy: Any) -> None:
+    deploy(SQUARE, "square", batch_wait_ms=20)
+    outer = deploy(PLUS_ONE, "plus_one", uses="square")
+    assert outer(3) == 10
+    assert requests.post(outer.url, json={"inputs": [1, 2]}, timeout=60).json() == {"outputs": [2, 5]}
+
+    top = deploy(REPORT, "report", uses="square,plus_one")
+    assert top.map([2, 3], progress=False) == ["2: 4 then 5", "3: 9 then 10"]
+    assert requests.post(top.url, json={"input": 4}, timeout=60).json() == {"output": "4: 16 then 17"}
+
+    listing = {info.name: info for info in nbserve.list_endpoints()}
+    assert listing["report"].uses == ("square", "plus_one")
+    assert "square,plus_one" in nbserve.api.format_endpoints(listing.values())
+
+
+def test_inner_step_batches_while_the_outer_step_is_called_concurrently(deploy: Any) -> None:
+    deploy(SQUARE, "square_b", max_batch_size=16, batch_wait_ms=50)
+    outer = deploy(
+        # async: several calls of the outer step are in flight at once, so the inner one batches
+        "async def probe(x):\n    return (await square_b(x))['batch']\n",
+        "probe",
+        uses="square_b",
+        no_batch=True,
+    )
+    with ThreadPoolExecutor(24) as pool:
+        sizes = list(
+            pool.map(lambda i: requests.post(outer.url, json={"input": i}, timeout=60).json()["output"], range(48))
+        )
+    assert max(sizes) > 1, f"the inner step never batched: {sizes}"
+
+
+def test_redeploying_the_inner_step_keeps_the_outer_step_serving(deploy: Any) -> None:
+    version = "def inner(items):\n    return [{v!r} for _ in items]\n"
+    deploy(version.format(v="v1"), "inner")
+    outer = deploy("def outer(items):\n    return [inner(x).result() for x in items]\n", "outer", uses="inner")
+    answers: list[str] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            response = requests.post(outer.url, json={"input": 0}, timeout=60)
+            (answers if response.status_code == 200 else failures).append(response.json().get("output", response.text))
+
+    pollers = [threading.Thread(target=poll) for _ in range(2)]
+    for thread in pollers:
+        thread.start()
+    try:
+        wait_for(lambda: len(answers) >= 5, 30, "the first answers")
+        deploy(version.format(v="v2"), "inner")
+        wait_for(lambda: answers and answers[-1] == "v2", 30, "answers from the new inner step")
+    finally:
+        stop.set()
+        for thread in pollers:
+            thread.join()
+    assert failures == []
+    assert "v1" in answers
+
+
+def test_deleting_a_used_step_is_refused_unless_forced(deploy: Any) -> None:
+    base = deploy(SQUARE, "square_d")
+    deploy(PLUS_ONE.replace("square(", "square_d("), "user_d", uses="square_d")
+    with pytest.raises(nbserve.EndpointInUseError, match="square_d is used by user_d"):
+        base.down()
+    assert base(2)["value"] == 4  # still serving
+    base.down(force=True)
+    assert "square_d" not in {i.name for i in nbserve.list_endpoints()}
+
+
+def test_using_an_endpoint_that_is_not_deployed_is_refused(deploy: Any) -> None:
+    with pytest.raises(nbserve.EndpointNotFoundError, match="missing_step is not deployed"):
+        deploy("def f(xs):\n    return xs\n", "lonely", uses="missing_step")
+
+
+def test_setup_code_can_call_a_used_endpoint(deploy: Any) -> None:
+    deploy(SQUARE, "square_s")
+    lookup = deploy(
+        "TABLE = [row['value'] for row in square_s.map(range(5)).result()]\n"
+        "def lookup(items):\n    return [TABLE[i] for i in items]\n",
+        "lookup",
+        uses="square_s",
+    )
+    assert lookup.map([4, 2], progress=False) == [16, 4]
+
+
+def test_down_of_a_used_step_on_the_command_line(deploy: Any) -> None:
+    import subprocess
+    import sys
+
+    deploy(SQUARE, "square_c")
+    deploy("async def user_c(items):\n    return await square_c.map(items)\n", "user_c", uses="square_c")
+    refused = subprocess.run(
+        [sys.executable, "-m", "nbserve.cli", "down", "square_c"], capture_output=True, text=True, timeout=120
+    )
+    assert refused.returncode == 1
+    assert "square_c is used by user_c" in refused.stderr
+    forced = subprocess.run(
+        [sys.executable, "-m", "nbserve.cli", "down", "square_c", "--force"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert forced.stdout.strip() == "deleted square_c"
