@@ -475,6 +475,13 @@ def build_spec(
 
     env_pairs = parse_env(env)
     used = parse_uses(uses, name)
+    if used and backend == "modal":
+        raise SpecError(
+            "--uses",
+            ",".join(used),
+            "pipelines run on the Ray backend only for now",
+            "Deploy the steps with --backend ray (the default).",
+        )
     environ = environ if environ is not None else {}
     resolved_address = address or environ.get("RAY_ADDRESS") or None
     if address is not None and not address.strip():

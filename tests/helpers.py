@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+import requests
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
@@ -17,3 +20,37 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+class PollingClient:
+    """Threads that POST ``{"input": 0}`` to ``url`` until stopped, keeping every answer and
+    every failure (a status other than 200, or a connection error), in order."""
+
+    def __init__(self, url: str, threads: int = 3) -> None:
+        self.url = url
+        self.answers: list[Any] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._poll, daemon=True) for _ in range(threads)]
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            try:
+                response = requests.post(self.url, json={"input": 0}, timeout=60)
+            except requests.RequestException as exc:
+                self.failures.append(repr(exc))
+                continue
+            if response.status_code == 200:
+                self.answers.append(response.json()["output"])
+            else:
+                self.failures.append(f"{response.status_code} {response.text}")
+
+    def __enter__(self) -> PollingClient:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()

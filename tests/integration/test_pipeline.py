@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -10,7 +9,7 @@ import pytest
 import requests
 
 import nbserve
-from tests.helpers import wait_for
+from tests.helpers import PollingClient, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -71,28 +70,12 @@ def test_redeploying_the_inner_step_keeps_the_outer_step_serving(deploy: Any) ->
     version = "def inner(items):\n    return [{v!r} for _ in items]\n"
     deploy(version.format(v="v1"), "inner")
     outer = deploy("def outer(items):\n    return [inner(x).result() for x in items]\n", "outer", uses="inner")
-    answers: list[str] = []
-    failures: list[str] = []
-    stop = threading.Event()
-
-    def poll() -> None:
-        while not stop.is_set():
-            response = requests.post(outer.url, json={"input": 0}, timeout=60)
-            (answers if response.status_code == 200 else failures).append(response.json().get("output", response.text))
-
-    pollers = [threading.Thread(target=poll) for _ in range(2)]
-    for thread in pollers:
-        thread.start()
-    try:
-        wait_for(lambda: len(answers) >= 5, 30, "the first answers")
+    with PollingClient(outer.url, threads=2) as client:
+        wait_for(lambda: len(client.answers) >= 5, 30, "the first answers")
         deploy(version.format(v="v2"), "inner")
-        wait_for(lambda: answers and answers[-1] == "v2", 30, "answers from the new inner step")
-    finally:
-        stop.set()
-        for thread in pollers:
-            thread.join()
-    assert failures == []
-    assert "v1" in answers
+        wait_for(lambda: client.answers[-1] == "v2", 30, "answers from the new inner step")
+    assert client.failures == []
+    assert "v1" in client.answers
 
 
 def test_deleting_a_used_step_is_refused_unless_forced(deploy: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -12,7 +11,7 @@ import requests
 
 import nbserve
 from nbserve.protocol import MAX_BODY_BYTES
-from tests.helpers import wait_for
+from tests.helpers import PollingClient, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -199,38 +198,15 @@ def test_resources_the_cluster_lacks_are_refused_quickly(deploy: Any) -> None:
 def test_redeploy_rolls_out_without_failed_requests(deploy: Any) -> None:
     version = "VERSION = {v!r}\ndef version(items):\n    return [VERSION for _ in items]\n"
     ep = deploy(version.format(v="v1"), "rolling")
-    answers: list[str] = []
-    failures: list[str] = []
-    stop = threading.Event()
-
-    def poll() -> None:
-        while not stop.is_set():
-            try:
-                response = post(ep.url, {"input": 0})
-            except requests.RequestException as exc:
-                failures.append(repr(exc))
-                continue
-            if response.status_code == 200:
-                answers.append(response.json()["output"])
-            else:
-                failures.append(f"{response.status_code} {response.text}")
-
-    pollers = [threading.Thread(target=poll) for _ in range(3)]
-    for thread in pollers:
-        thread.start()
-    try:
-        wait_for(lambda: len(answers) >= 5, 30, "the first answers")
+    with PollingClient(ep.url) as client:
+        wait_for(lambda: len(client.answers) >= 5, 30, "the first answers")
         deploy(version.format(v="v2"), "rolling")
-        wait_for(lambda: answers and answers[-1] == "v2", 30, "the new version's answers")
-        count_after = len(answers)
-        wait_for(lambda: len(answers) >= count_after + 5, 30, "more answers after the update")
-    finally:
-        stop.set()
-        for thread in pollers:
-            thread.join()
-    assert failures == []
-    assert "v1" in answers
-    assert answers[-5:] == ["v2"] * 5
+        wait_for(lambda: client.answers[-1] == "v2", 30, "the new version's answers")
+        count_after = len(client.answers)
+        wait_for(lambda: len(client.answers) >= count_after + 5, 30, "more answers after the update")
+    assert client.failures == []
+    assert "v1" in client.answers
+    assert client.answers[-5:] == ["v2"] * 5
 
 
 def test_failed_redeploy_keeps_the_previous_version_serving(deploy: Any) -> None:

@@ -513,3 +513,9 @@ def test_bad_uses_are_refused(uses: str, fragment: str) -> None:
     with pytest.raises(SpecError, match=fragment) as raised:
         build_spec(name="rank", uses=uses)
     assert raised.value.flag == "--uses"
+
+
+def test_uses_on_modal_is_refused_with_the_fix() -> None:
+    with pytest.raises(SpecError, match="Ray backend only") as raised:
+        build_spec(name="rank", backend="modal", gpu="T4", uses="embed")
+    assert raised.value.flag == "--uses"

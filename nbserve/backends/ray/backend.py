@@ -228,11 +228,13 @@ class RayBackend(Backend):
                     event(phase, running=counts.running, target=target)
                     return
                 event(phase, running=counts.running, target=target)
-                pending = self._pending_replicas(spec)
-                if pending and self._cluster is not None and self._cluster.embedded and not counts.stopping:
+                # Only the embedded cluster cannot grow; elsewhere replicas may wait for nodes.
+                embedded = self._cluster is not None and self._cluster.embedded
+                pending = self._pending_replicas(spec) if embedded and counts.starting else 0
+                if pending and not counts.stopping:
                     pending_since = pending_since or time.monotonic()
                     if time.monotonic() - pending_since > PENDING_GRACE_S:
-                        raise InsufficientResourcesError(self._pending_report(spec, pending, counts))
+                        raise InsufficientResourcesError(self._pending_report(spec, pending))
                 else:
                     pending_since = None
             if time.monotonic() > deadline:
@@ -279,7 +281,7 @@ class RayBackend(Backend):
             return 0
         return len(actors)
 
-    def _pending_report(self, spec: ServeSpec, pending: int, counts: ReplicaCounts) -> str:
+    def _pending_report(self, spec: ServeSpec, pending: int) -> str:
         import ray
 
         demand = replica_demand(spec)
