@@ -162,6 +162,20 @@ def test_env_and_notebook_values_reach_the_replica(deploy: Any) -> None:
         ep.down()
 
 
+def test_pip_packages_install_into_the_replicas_environment(deploy: Any) -> None:
+    """--pip builds a runtime environment for the replicas; the kernel's packages stay as they are."""
+    import six  # type: ignore[import-untyped]
+
+    wanted = "1.15.0"
+    assert six.__version__ != wanted
+    ep = deploy(
+        "import six\ndef version(items):\n    return [six.__version__ for _ in items]\n",
+        "pip_probe",
+        pip=[f"six=={wanted}"],
+    )
+    assert ep("x") == wanted
+
+
 def test_failing_setup_is_reported_with_its_traceback_and_removed(deploy: Any) -> None:
     source = "import json\nconfig = json.loads('{}')\nweights = config['weights']\ndef f(xs):\n    return xs\n"
     started = time.monotonic()

@@ -231,7 +231,9 @@ class RayBackend(Backend):
                 # Only the embedded cluster cannot grow; elsewhere replicas may wait for nodes.
                 embedded = self._cluster is not None and self._cluster.embedded
                 pending = self._pending_replicas(spec) if embedded and counts.starting else 0
-                if pending and not counts.stopping:
+                # A replica also waits while Ray builds its runtime environment (--pip): only
+                # a replica that does not fit in what is free is short of resources.
+                if pending and not counts.stopping and not self._fits_now(spec):
                     pending_since = pending_since or time.monotonic()
                     if time.monotonic() - pending_since > PENDING_GRACE_S:
                         raise InsufficientResourcesError(self._pending_report(spec, pending))
@@ -254,13 +256,18 @@ class RayBackend(Backend):
             return  # an external cluster may autoscale: Serve reports what it waits for
         demand = replica_demand(spec)
         nodes = [n for n in ray.nodes() if n.get("Alive")]
-        if any(all(n["Resources"].get(k, 0.0) >= v for k, v in demand.items()) for n in nodes):
+        if any(_fits(demand, n["Resources"]) for n in nodes):
             return
         raise InsufficientResourcesError(
             f"one replica of {spec.name} needs {_format_resources(demand)}, but no node of the local "
             f"Ray cluster has that much; it has {_format_resources(ray.cluster_resources())}.\n"
             f"{_resource_fix(spec, demand)}"
         )
+
+    def _fits_now(self, spec: ServeSpec) -> bool:
+        import ray
+
+        return _fits(replica_demand(spec), ray.available_resources())
 
     def _pending_replicas(self, spec: ServeSpec) -> int:
         from ray.util.state import list_actors
@@ -392,6 +399,10 @@ class RayBackend(Backend):
             body = "\n".join(_ANSI.sub("", line) for line in lines if line.strip()) or "(no output yet)"
             sections.append(f"--- replica {actor.actor_id[:8]} (pid {actor.pid}) ---\n{body}")
         return "\n".join(sections)
+
+
+def _fits(demand: dict[str, float], resources: dict[str, float]) -> bool:
+    return all(resources.get(key, 0.0) >= amount for key, amount in demand.items())
 
 
 def _format_resources(resources: dict[str, float], always: tuple[str, ...] = ("CPU",)) -> str:
