@@ -18,12 +18,13 @@ from IPython.display import display
 
 from nbserve import api
 from nbserve.cell import analyze_cell
+from nbserve.commands import VerbUsageError, add_verbs, run_verb
 from nbserve.errors import (
     CellError,
     ClusterError,
     CredentialsError,
-    EndpointInUseError,
     EndpointNotFoundError,
+    NbserveError,
     SpecError,
 )
 from nbserve.progress import DeployProgress
@@ -45,27 +46,18 @@ Each verb takes --address ADDRESS for a cluster other than the embedded one.
 
 
 class _VerbParser(argparse.ArgumentParser):
+    """argparse that reports to the cell (a UsageError) instead of exiting the kernel."""
+
     def error(self, message: str) -> Any:
         raise UsageError(f"{self.prog}: {message}\n{VERBS_HELP}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> Any:  # after -h
+        raise UsageError(message or VERBS_HELP)
 
 
 def _verb_parser() -> _VerbParser:
     parser = _VerbParser(prog="%serve", add_help=False)
-    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_VerbParser)
-    for verb in ("ls", "status", "logs", "down", "export"):
-        sub = verbs.add_parser(verb, add_help=False)
-        sub.add_argument("--address", default=None)
-        if verb in ("status", "logs", "export"):
-            sub.add_argument("name")
-        if verb == "export":
-            sub.add_argument("--to", required=True, choices=["ray", "kuberay", "modal"])
-            sub.add_argument("-o", "--output", default=".")
-        if verb == "logs":
-            sub.add_argument("--tail", type=int, default=200)
-        if verb == "down":
-            sub.add_argument("names", nargs="*")
-            sub.add_argument("--all", action="store_true")
-            sub.add_argument("--force", action="store_true")
+    add_verbs(parser.add_subparsers(dest="verb", required=True, parser_class=_VerbParser))
     return parser
 
 
@@ -142,32 +134,7 @@ class ServeMagics(Magics):
 
     def _run_verb(self, line: str) -> None:
         args = _verb_parser().parse_args(shlex.split(line))
-        address = args.address
         try:
-            if args.verb == "ls":
-                print(api.format_endpoints(api.list_endpoints(address=address)))
-            elif args.verb == "status":
-                status = api.endpoint(args.name, address=address).status()
-                print(f"{status.name}: {status.state}, replicas {status.replicas}")
-                if status.message:
-                    print(status.message)
-            elif args.verb == "logs":
-                print(api.endpoint(args.name, address=address).logs(args.tail))
-            elif args.verb == "down":
-                self._down(args.names, args.all, args.force, address)
-            elif args.verb == "export":
-                for path in api.export(args.name, args.to, args.output, address=address):
-                    print(f"wrote {path}")
-        except (EndpointNotFoundError, EndpointInUseError, ClusterError, SpecError) as exc:
-            raise UsageError(str(exc)) from None
-
-    def _down(self, names: list[str], everything: bool, force: bool, address: str | None) -> None:
-        if everything == bool(names):
-            raise UsageError("%serve down: name the endpoints to delete, or pass --all (not both)")
-        if everything:
-            names = [info.name for info in api.list_endpoints(address=address)]
-        for name in names:
-            api.endpoint(name, address=address).down(force=force or everything)
-            print(f"deleted {name}")
-        if everything and not names:
-            print("no endpoints to delete")
+            print(run_verb(args))
+        except (NbserveError, VerbUsageError) as exc:
+            raise UsageError(f"%serve {exc}" if isinstance(exc, VerbUsageError) else str(exc)) from None

@@ -198,8 +198,11 @@ def test_resources_the_cluster_lacks_are_refused_quickly(deploy: Any) -> None:
     with pytest.raises(nbserve.InsufficientResourcesError) as raised:
         deploy("def f(xs):\n    return xs\n", "wants_gpu", gpu="0.25")
     assert time.monotonic() - started < 10
-    assert "0.25 GPU" in str(raised.value)
-    assert "0 GPU" in str(raised.value) or "Drop --gpu" in str(raised.value)
+    message = str(raised.value)
+    assert "needs 0.1 CPU, 0.25 GPU" in message
+    assert "no node of the local Ray cluster has that much" in message
+    assert "GPU" not in message.split("it has ", 1)[1].split(".")[0]  # what it has: CPUs only
+    assert "Drop --gpu" in message
 
     with pytest.raises(nbserve.InsufficientResourcesError, match="64 CPU"):
         deploy("def f(xs):\n    return xs\n", "wants_cpus", cpus=64)

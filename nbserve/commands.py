@@ -1,0 +1,69 @@
+"""The management verbs (ls, status, logs, down, export), shared by ``%serve`` and ``nbserve``.
+
+Each front end builds its own parser with ``add_verbs`` and prints what ``run_verb`` returns;
+only how errors are shown differs (an IPython ``UsageError``, or a message and exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from nbserve import api
+
+__all__ = ["VerbUsageError", "add_verbs", "run_verb"]
+
+
+class VerbUsageError(ValueError):
+    """The verb's arguments contradict each other."""
+
+
+def add_verbs(verbs: Any) -> None:
+    """Add the verbs to ``verbs``, the result of ``ArgumentParser.add_subparsers``."""
+    ls = verbs.add_parser("ls", help="list endpoints")
+    status = verbs.add_parser("status", help="state and replicas of an endpoint")
+    status.add_argument("name")
+    logs = verbs.add_parser("logs", help="what an endpoint's replicas printed")
+    logs.add_argument("name")
+    logs.add_argument("--tail", type=int, default=200)
+    down = verbs.add_parser("down", help="delete endpoints")
+    down.add_argument("names", nargs="*")
+    down.add_argument("--all", action="store_true", help="delete every nbserve endpoint")
+    down.add_argument("--force", action="store_true", help="delete even if other endpoints use it")
+    export = verbs.add_parser("export", help="write an endpoint out as a standalone app")
+    export.add_argument("name")
+    export.add_argument("--to", required=True, choices=["ray", "kuberay", "modal"])
+    export.add_argument("-o", "--output", default=".", help="folder to write into (default: .)")
+    for sub in (ls, status, logs, down, export):
+        sub.add_argument("--address", default=None, help="a Ray cluster other than the embedded one")
+
+
+def run_verb(args: argparse.Namespace) -> str:
+    """Run the verb ``args`` names; return the text to show. Raises ``NbserveError``s."""
+    address = args.address
+    if args.verb == "ls":
+        return api.format_endpoints(api.list_endpoints(address=address))
+    if args.verb == "status":
+        status = api.endpoint(args.name, address=address).status()
+        text = f"{status.name}: {status.state}, replicas {status.replicas}"
+        return f"{text}\n{status.message}" if status.message else text
+    if args.verb == "logs":
+        return api.endpoint(args.name, address=address).logs(args.tail)
+    if args.verb == "down":
+        return _down(args.names, args.all, args.force, address)
+    if args.verb == "export":
+        return "\n".join(f"wrote {path}" for path in api.export(args.name, args.to, args.output, address=address))
+    raise VerbUsageError(f"unknown verb {args.verb!r}")
+
+
+def _down(names: list[str], everything: bool, force: bool, address: str | None) -> str:
+    if everything == bool(names):
+        raise VerbUsageError("down: name the endpoints to delete, or pass --all (not both)")
+    if everything:
+        names = [info.name for info in api.list_endpoints(address=address)]
+        if not names:
+            return "no endpoints to delete"
+    for name in names:
+        # With --all every user of an endpoint goes too, so none is left calling it.
+        api.endpoint(name, address=address).down(force=force or everything)
+    return "\n".join(f"deleted {name}" for name in names)
