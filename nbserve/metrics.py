@@ -1,0 +1,242 @@
+"""Serving metrics: what replicas record per request, and the sliding windows every view reads.
+
+Plain Python, no Ray: a replica appends one ``RequestSample`` per request and one batch size
+per batch it formed to a ``Recorder``; the samples are shipped to one ``MetricsWindow`` per
+endpoint, which answers ``EndpointStats`` (the figures) and ``series`` (points for a plot).
+
+Why measure in the replica rather than read Ray Serve's own metrics: Serve exports its
+metrics to Prometheus every 10 s (``metrics_report_interval_ms``) and needs a scraper, too
+slow for a dashboard that updates every second, and it knows nothing of the batch sizes
+``serve.batch`` forms. Replica-side samples cover every caller alike (HTTP through the
+proxy, handles from notebooks and other endpoints). The cost is a clock read and a deque
+append per request. What they leave out is the proxy's own time in front of the replica.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
+
+__all__ = [
+    "DEFAULT_WINDOW_S",
+    "EndpointStats",
+    "MetricsWindow",
+    "Recorder",
+    "RequestSample",
+    "SeriesPoint",
+    "percentile",
+]
+
+DEFAULT_WINDOW_S = 60.0
+# Samples older than this are dropped; the plot shows at most this much history.
+HISTORY_S = 300.0
+# Replicas ship their samples this often; the newest second of a window is still on its way.
+FLUSH_INTERVAL_S = 1.0
+
+
+class RequestSample(NamedTuple):
+    """One request as a replica served it."""
+
+    finished_at: float  # wall-clock seconds (time.time()), comparable across the cluster's nodes
+    latency_s: float
+    items: int  # inputs in the request (1, or the length of {"inputs": [...]} / a map chunk)
+    failed: bool  # an error answer: a 4xx, or a handler error for any of its items
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of already sorted values, interpolated linearly.
+
+    The same definition as ``numpy.percentile``'s default, so figures can be checked against it.
+    """
+    if not sorted_values:
+        raise ValueError("percentile of no values")
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile q must be within 0..100, got {q}")
+    rank = (len(sorted_values) - 1) * q / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
+
+
+@dataclass(frozen=True)
+class EndpointStats:
+    """An endpoint's figures over the last ``window_s`` seconds, plus totals since it was first seen.
+
+    Latencies are in milliseconds and ``None`` while the window holds no request; rates are
+    per second of the window (or of the endpoint's life, when that is shorter).
+    """
+
+    name: str
+    window_s: float
+    state: str = "unknown"  # the backend's view, as in EndpointStatus
+    replicas_running: int = 0
+    replicas_target: int = 0
+    replicas_starting: int = 0
+    replicas_recovering: int = 0
+    requests: int = 0  # totals, since the endpoint was first deployed on this cluster
+    items: int = 0
+    errors: int = 0
+    window_requests: int = 0
+    requests_per_s: float = 0.0
+    items_per_s: float = 0.0
+    error_rate: float = 0.0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    batch_mean: float | None = None
+    batch_max: int | None = None
+    replicas_reporting: int = 0
+    updated_at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """One step of the plot: the requests that finished in ``(t - step, t]``."""
+
+    t: float
+    requests_per_s: float
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+class Recorder:
+    """The replica's side: cheap appends from the serving path, drained by a flusher thread.
+
+    ``deque.append`` and ``popleft`` are atomic, so the serving loop never takes a lock.
+    """
+
+    def __init__(self) -> None:
+        self._requests: deque[RequestSample] = deque()
+        self._batches: deque[tuple[float, int]] = deque()
+
+    def request(self, started: float, items: int, failed: bool) -> None:
+        """Record a request that began at ``started`` (``time.perf_counter()``) and ends now."""
+        latency = time.perf_counter() - started
+        self._requests.append(RequestSample(time.time(), latency, items, failed))
+
+    def batch(self, size: int) -> None:
+        self._batches.append((time.time(), size))
+
+    def drain(self) -> tuple[list[RequestSample], list[tuple[float, int]]]:
+        requests = [self._requests.popleft() for _ in range(len(self._requests))]
+        batches = [self._batches.popleft() for _ in range(len(self._batches))]
+        return requests, batches
+
+
+class MetricsWindow:
+    """All samples of one endpoint, from every replica, for ``HISTORY_S`` seconds.
+
+    Thread-safe: replicas add while views read.
+    """
+
+    def __init__(self, name: str, *, created_at: float | None = None) -> None:
+        self.name = name
+        self.created_at = time.time() if created_at is None else created_at
+        self._requests: deque[RequestSample] = deque()  # in arrival order, close to time order
+        self._batches: deque[tuple[float, int]] = deque()
+        self._reported: dict[str, float] = {}  # replica -> when it last shipped samples
+        self._totals = [0, 0, 0]  # requests, items, errors
+        self._lock = threading.Lock()
+
+    def add(
+        self,
+        replica: str,
+        requests: Iterable[RequestSample],
+        batches: Iterable[tuple[float, int]] = (),
+        *,
+        now: float | None = None,
+    ) -> None:
+        now = time.time() if now is None else now
+        with self._lock:
+            self._reported[replica] = now
+            for sample in requests:
+                sample = RequestSample(*sample)  # from the wire: a plain tuple
+                self._requests.append(sample)
+                self._totals[0] += 1
+                self._totals[1] += sample.items
+                self._totals[2] += int(sample.failed)
+            self._batches.extend((t, int(size)) for t, size in batches)
+            self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        horizon = now - HISTORY_S
+        while self._requests and self._requests[0].finished_at < horizon:
+            self._requests.popleft()
+        while self._batches and self._batches[0][0] < horizon:
+            self._batches.popleft()
+        for replica, seen in list(self._reported.items()):
+            if seen < now - 10 * FLUSH_INTERVAL_S:
+                del self._reported[replica]  # replaced or stopped
+
+    def stats(self, window_s: float = DEFAULT_WINDOW_S, *, now: float | None = None) -> EndpointStats:
+        """Figures for requests that finished within the last ``window_s`` seconds before ``now``."""
+        if window_s <= 0:
+            raise ValueError(f"window_s must be positive, got {window_s}")
+        now = time.time() if now is None else now
+        start = now - window_s
+        with self._lock:
+            recent = [s for s in self._requests if start < s.finished_at <= now]
+            sizes = [size for t, size in self._batches if start < t <= now]
+            totals = list(self._totals)
+            reporting = len(self._reported)
+        # Right after a deploy the window reaches back before the endpoint existed.
+        span = max(min(window_s, now - self.created_at), 1e-9)
+        latencies = sorted(s.latency_s * 1000 for s in recent)
+        failed = sum(s.failed for s in recent)
+        return EndpointStats(
+            name=self.name,
+            window_s=window_s,
+            requests=totals[0],
+            items=totals[1],
+            errors=totals[2],
+            window_requests=len(recent),
+            requests_per_s=len(recent) / span,
+            items_per_s=sum(s.items for s in recent) / span,
+            error_rate=failed / len(recent) if recent else 0.0,
+            p50_ms=percentile(latencies, 50) if latencies else None,
+            p95_ms=percentile(latencies, 95) if latencies else None,
+            p99_ms=percentile(latencies, 99) if latencies else None,
+            batch_mean=sum(sizes) / len(sizes) if sizes else None,
+            batch_max=max(sizes) if sizes else None,
+            replicas_reporting=reporting,
+            updated_at=now,
+        )
+
+    def series(self, span_s: float = 180.0, step_s: float = 5.0, *, now: float | None = None) -> list[SeriesPoint]:
+        """Per-step throughput and latency percentiles over the last ``span_s`` seconds, oldest first."""
+        if step_s <= 0 or span_s < step_s:
+            raise ValueError(f"need 0 < step_s <= span_s, got step {step_s}, span {span_s}")
+        now = time.time() if now is None else now
+        steps = int(span_s // step_s)
+        edges = [now - (steps - i) * step_s for i in range(steps + 1)]  # edges[0] is the oldest
+        buckets: list[list[float]] = [[] for _ in range(steps)]
+        with self._lock:
+            samples = [s for s in self._requests if edges[0] < s.finished_at <= now]
+        for sample in samples:
+            index = min(bisect_right(edges, sample.finished_at) - 1, steps - 1)
+            if sample.finished_at == edges[index] and index > 0:
+                index -= 1  # a sample on an edge belongs to the step it closes
+            buckets[index].append(sample.latency_s * 1000)
+        points = []
+        for end, latencies in zip(edges[1:], buckets, strict=True):
+            latencies.sort()
+            points.append(
+                SeriesPoint(
+                    t=end,
+                    requests_per_s=len(latencies) / step_s,
+                    p50_ms=percentile(latencies, 50) if latencies else None,
+                    p95_ms=percentile(latencies, 95) if latencies else None,
+                    p99_ms=percentile(latencies, 99) if latencies else None,
+                )
+            )
+        return points
