@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	# The CPU build of torch: an unpinned torch would pull several GB of CUDA packages.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[test]"
+	# The browser tests drive Debian's Chromium: Playwright cannot download its own browsers here.
+	[ -x /usr/bin/chromium ] || { apt-get update -qq && apt-get install -y -qq chromium; }
 	touch $(STAMP)
 
 install: $(STAMP)
