@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from nbserve import registry
 from nbserve.backends import get_backend
 from nbserve.backends.base import DeployEvent, EndpointInfo
 from nbserve.cell import analyze_cell, make_bundle
@@ -35,6 +36,7 @@ def deploy_spec(
     )
     backend = get_backend(spec.backend, spec.address)
     endpoint_info = backend.deploy(spec, bundle, on_event or (lambda event: None))
+    registry.record_deployed(endpoint_info, address=spec.address)  # for the JupyterLab sidebar
     return Endpoint(backend, endpoint_info)
 
 
