@@ -1,0 +1,84 @@
+"""The Endpoints sidebar end to end: a notebook deploys, the sidebar shows it live, delete tears it down."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import requests
+
+from nbserve.endpoint import Endpoint
+from tests.browser.lab import Lab
+from tests.helpers import wait_for
+
+NAME = "sidebar_echo"
+ROW = f".nbserve-Endpoint[data-name='{NAME}']"
+
+
+def _row_text(lab: Lab, part: str) -> str:
+    text: str = lab.page.locator(f"{ROW} {part}").inner_text()
+    return text.strip()
+
+
+def test_endpoint_appears_live_and_delete_tears_it_down(lab: Lab, ray_cluster: Any) -> None:
+    lab.page.evaluate("() => window.jupyterapp.shell.activateById('nbserve-endpoints')")
+    lab.wait_js(
+        "() => ['empty', 'ready'].includes(document.querySelector('#nbserve-endpoints')?.dataset.state)",
+        60,
+        "the Endpoints panel to list (it must not say the server extension is missing)",
+    )
+    path = lab.write_notebook(
+        "sidebar_demo.ipynb",
+        [
+            "%load_ext nbserve",
+            f"%%serve {NAME} --cpus 0.1\ndef {NAME}(items):\n    return items\n",
+            f"[{NAME}(i) for i in range(20)]\n{NAME}.url",
+        ],
+    )
+    lab.open_notebook(path)
+    outputs = lab.run_all_cells(timeout=180)
+    url = outputs[2][0]["data"]["text/plain"].strip("'")
+    deployed = time.monotonic()
+
+    lab.wait_js(
+        f"() => document.querySelector(\"{ROW}\")?.dataset.status === 'running'",
+        10,
+        "the new endpoint to show as running in the sidebar within 10 s",
+    )
+    shown_after = time.monotonic() - deployed
+    assert _row_text(lab, ".nbserve-figure-replicas .nbserve-figure-value") == "1/1"
+    assert _row_text(lab, ".nbserve-url") == url
+    assert _row_text(lab, ".nbserve-Endpoint-backend") == "ray"
+    assert _row_text(lab, ".nbserve-notebook") == "sidebar_demo.ipynb"
+    if hasattr(Endpoint, "stats"):
+        # The 20 calls above show up as latency and throughput once the replica reports them.
+        lab.wait_js(
+            f"() => document.querySelector(\"{ROW} .nbserve-figure-p50 .nbserve-figure-value\")?.textContent !== '—'",
+            15,
+            "the sidebar to show the endpoint's p50 latency",
+        )
+        assert _row_text(lab, ".nbserve-figure-rate .nbserve-figure-value").endswith("/s")
+    lab.screenshot("sidebar-endpoint-live")
+    print(f"endpoint shown in the sidebar {shown_after:.1f} s after its cell finished")
+
+    # The owning notebook's link opens it (it is already open: the link makes it current again).
+    lab.execute("launcher:create")
+    lab.page.locator(f"{ROW} .nbserve-notebook").click()
+    lab.wait_js(
+        "() => window.jupyterapp.shell.currentWidget?.context?.path === 'sidebar_demo.ipynb'",
+        10,
+        "the notebook link to open the notebook",
+    )
+
+    lab.page.locator(f"{ROW} .nbserve-delete").click()
+    dialog = lab.page.locator(".jp-Dialog")
+    assert NAME in dialog.inner_text()
+    lab.screenshot("sidebar-delete-confirmation")
+    dialog.locator("button.jp-mod-warn").click()
+    lab.wait_js(f'() => !document.querySelector("{ROW}")', 30, "the deleted endpoint to leave the sidebar")
+    wait_for(
+        lambda: requests.post(url, json={"input": 1}, timeout=30).status_code == 404,
+        30,
+        "the deleted endpoint's URL to stop answering",
+    )
+    lab.screenshot("sidebar-after-delete")
