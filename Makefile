@@ -29,6 +29,8 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: lint
+	# The sidebar's formatting and state (jest); node_modules came with the editable install.
+	cd labextension && PATH="$(CURDIR)/$(BIN):$$PATH" jlpm install --immutable >/dev/null && PATH="$(CURDIR)/$(BIN):$$PATH" jlpm jest --ci
 	$(BIN)/python -m pytest -p no:cacheprovider tests notebooks --nbval-lax -ra
 
 clean:
