@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 from nbserve import api
+from nbserve.dashboard import render
 
 __all__ = ["VerbUsageError", "add_verbs", "run_verb"]
 
@@ -21,8 +22,9 @@ class VerbUsageError(ValueError):
 def add_verbs(verbs: Any) -> None:
     """Add the verbs to ``verbs``, the result of ``ArgumentParser.add_subparsers``."""
     ls = verbs.add_parser("ls", help="list endpoints")
-    status = verbs.add_parser("status", help="state and replicas of an endpoint")
+    status = verbs.add_parser("status", help="state, replicas, latency and throughput of an endpoint")
     status.add_argument("name")
+    status.add_argument("--window", type=float, default=60.0, help="seconds of traffic the figures cover")
     logs = verbs.add_parser("logs", help="what an endpoint's replicas printed")
     logs.add_argument("name")
     logs.add_argument("--tail", type=int, default=200)
@@ -44,9 +46,12 @@ def run_verb(args: argparse.Namespace) -> str:
     if args.verb == "ls":
         return api.format_endpoints(api.list_endpoints(address=address))
     if args.verb == "status":
-        status = api.endpoint(args.name, address=address).status()
-        text = f"{status.name}: {status.state}, replicas {status.replicas}"
-        return f"{text}\n{status.message}" if status.message else text
+        if args.window <= 0:
+            raise VerbUsageError(f"status: --window must be a positive number of seconds, got {args.window:g}")
+        endpoint = api.endpoint(args.name, address=address)
+        info, stats = endpoint.info(), endpoint.stats(args.window)
+        text = render.text_summary(info, stats)
+        return f"{text}\n  {info.status.message}" if info.status.message else text
     if args.verb == "logs":
         return api.endpoint(args.name, address=address).logs(args.tail)
     if args.verb == "down":

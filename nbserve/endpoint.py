@@ -11,6 +11,7 @@ from typing import Any
 from nbserve._aio import run_async, run_sync
 from nbserve.backends.base import Backend, EndpointClient, EndpointInfo, EndpointStatus
 from nbserve.errors import MapError
+from nbserve.metrics import DEFAULT_WINDOW_S, EndpointStats, SeriesPoint
 from nbserve.program import Outcome
 
 __all__ = ["Endpoint"]
@@ -127,6 +128,23 @@ class Endpoint:
     def status(self) -> EndpointStatus:
         """State and replica counts, as the backend reports them now."""
         return self.info().status
+
+    def stats(self, window_s: float = DEFAULT_WINDOW_S) -> EndpointStats:
+        """Latency percentiles, throughput, errors and batch sizes over the last ``window_s``
+        seconds, with totals and replica counts: all traffic, from every caller and replica."""
+        return self._backend.stats(self.name, window_s)
+
+    def series(self, span_s: float = 180.0, step_s: float = 5.0) -> list[SeriesPoint]:
+        """Throughput and latency percentiles per ``step_s`` over the last ``span_s`` seconds."""
+        return self._backend.series(self.name, span_s, step_s)
+
+    def dashboard(self) -> None:
+        """Show the live dashboard (the same one the ``%%serve`` cell shows) in this cell."""
+        from IPython.display import display
+
+        from nbserve.dashboard import live_dashboard
+
+        display(live_dashboard(self))  # type: ignore[no-untyped-call]
 
     def logs(self, tail: int = 200) -> str:
         """The last ``tail`` lines each replica printed (stdout and stderr)."""

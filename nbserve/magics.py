@@ -19,6 +19,7 @@ from IPython.display import display
 from nbserve import api
 from nbserve.cell import analyze_cell
 from nbserve.commands import VerbUsageError, add_verbs, run_verb
+from nbserve.dashboard import live_dashboard
 from nbserve.errors import (
     CellError,
     ClusterError,
@@ -35,7 +36,7 @@ __all__ = ["ServeMagics"]
 VERBS_HELP = """
 Line magic (manage endpoints):
   %serve ls                     list endpoints on the cluster
-  %serve status NAME            state and replica counts of NAME
+  %serve status NAME            state, replicas, latency, throughput and batching of NAME
   %serve logs NAME [--tail N]   what NAME's replicas printed
   %serve down NAME [NAME ...]   delete endpoints (--force: even if others use them)
   %serve down --all             delete every nbserve endpoint on the cluster
@@ -90,7 +91,8 @@ class ServeMagics(Magics):
         function named by --handler, else the cell's last top-level def. With batching (the
         default) it takes a list of inputs and returns a list of outputs of the same length.
         After the cell runs, NAME in the notebook is an Endpoint: NAME(x), await NAME.acall(x),
-        NAME.map(xs), NAME.url, NAME.status(), NAME.logs(), NAME.down().
+        NAME.map(xs), NAME.url, NAME.stats(), NAME.dashboard(), NAME.logs(), NAME.down().
+        The cell's output is a live dashboard of the endpoint's latency, throughput and replicas.
         """
         if cell is None:
             self._run_verb(line)
@@ -128,7 +130,7 @@ class ServeMagics(Magics):
             raise UsageError(str(exc)) from None
         shell.user_ns[spec.name] = endpoint
         progress.finish(f"running at {endpoint.url}")
-        display(endpoint)
+        display(live_dashboard(endpoint))
 
     serve.__doc__ = (serve.__doc__ or "") + VERBS_HELP
 

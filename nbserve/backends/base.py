@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol
 
 from nbserve.cell import CellBundle
+from nbserve.metrics import DEFAULT_WINDOW_S, EndpointStats, SeriesPoint
 from nbserve.program import Outcome
 from nbserve.spec import ServeSpec
 
@@ -73,6 +75,19 @@ class DeployEvent:
         return f"{text} · {self.message}" if self.message else text
 
 
+def with_status(stats: EndpointStats, status: EndpointStatus) -> EndpointStats:
+    """``stats`` with the state and replica counts of ``status``."""
+    counts = status.replicas
+    return replace(
+        stats,
+        state=status.state,
+        replicas_running=counts.running,
+        replicas_target=counts.target,
+        replicas_starting=counts.starting,
+        replicas_recovering=counts.recovering,
+    )
+
+
 class EndpointClient(Protocol):
     """Calls into a deployed endpoint; used on nbserve's background event loop only."""
 
@@ -109,6 +124,17 @@ class Backend(ABC):
 
     @abstractmethod
     def logs(self, name: str, tail: int = 200) -> str: ...
+
+    def stats(self, name: str, window_s: float = DEFAULT_WINDOW_S) -> EndpointStats:
+        """Traffic figures over the last ``window_s`` seconds with the current replica counts.
+
+        The default knows only the status; backends that measure traffic override it.
+        """
+        return with_status(EndpointStats(name=name, window_s=window_s), self.status(name))
+
+    def series(self, name: str, span_s: float = 180.0, step_s: float = 5.0) -> builtins.list[SeriesPoint]:
+        """Per-step throughput and latency over the last ``span_s`` seconds (for plots)."""
+        return []
 
     @abstractmethod
     def deployed_cell(self, name: str) -> tuple[ServeSpec, CellBundle]:

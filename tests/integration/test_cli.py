@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from typing import Any
@@ -22,8 +23,12 @@ def test_verbs_list_inspect_and_delete(deploy: Any) -> None:
     assert listing.returncode == 0, listing.stderr
     assert "shout" in listing.stdout and "running" in listing.stdout
 
-    status = nbserve("status", "shout")
-    assert status.stdout.strip() == "shout: running, replicas 1/1"
+    status = nbserve("status", "shout", "--window", "30")
+    assert status.stdout.startswith("shout (ray) · running · http://127.0.0.1:")
+    assert re.search(r"replicas running/target\s+1/1", status.stdout)
+    assert "last 30 s" in status.stdout
+    bad_window = nbserve("status", "shout", "--window", "0")
+    assert bad_window.returncode == 2 and "--window must be a positive" in bad_window.stderr
     assert "cli replica up" in nbserve("logs", "shout").stdout
 
     assert nbserve("down", "shout").stdout.strip() == "deleted shout"

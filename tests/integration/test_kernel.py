@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
+from tests.helpers import wait_for
 from tests.kernels import Kernel
 
 pytestmark = [pytest.mark.integration, pytest.mark.kernel]
@@ -32,7 +34,7 @@ def kernel(ray_cluster: Any) -> Iterator[Kernel]:
 def test_cell_deploys_and_the_name_is_a_callable_endpoint(kernel: Kernel) -> None:
     deployed = kernel.ok(CELL)
     assert "running at http://127.0.0.1:" in deployed.text
-    assert "<Endpoint kecho>" in deployed.text
+    assert "kecho (ray) · running · http://127.0.0.1:" in deployed.text  # the dashboard, as text
 
     # A sync call inside a cell, where an event loop is already running.
     assert kernel.ok("print(kecho('a'))").stdout.startswith("a@")
@@ -44,7 +46,12 @@ def test_cell_deploys_and_the_name_is_a_callable_endpoint(kernel: Kernel) -> Non
 
     listing = kernel.ok("%serve ls").stdout
     assert "kecho" in listing and "running" in listing
-    assert "running, replicas 1/1" in kernel.ok("%serve status kecho").stdout
+    status = kernel.ok("%serve status kecho").stdout
+    assert "kecho (ray) · running" in status
+    assert re.search(r"replicas running/target\s+1/1", status)
+    # The calls above are counted once the replica ships its samples (every second).
+    served = r"requests served \(total\)\s+6\b"  # call, acall, map (3 chunks of 8), one HTTP POST
+    wait_for(lambda: re.search(served, kernel.ok("%serve status kecho").stdout), 10, "the calls in %serve status")
 
 
 def test_bad_flags_and_cells_are_usage_errors_and_deploy_nothing(kernel: Kernel) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import re
 import time
@@ -15,6 +16,7 @@ from nbserve.backends.base import (
     EndpointInfo,
     EndpointStatus,
     ReplicaCounts,
+    with_status,
 )
 from nbserve.backends.ray import cluster
 from nbserve.backends.ray.options import deployment_options, replica_demand
@@ -26,6 +28,7 @@ from nbserve.errors import (
     InsufficientResourcesError,
     SetupFailedError,
 )
+from nbserve.metrics import DEFAULT_WINDOW_S, EndpointStats, SeriesPoint
 from nbserve.program import SETUP_TRACEBACK_BEGIN, SETUP_TRACEBACK_END, Outcome
 from nbserve.spec import ServeSpec
 
@@ -350,6 +353,26 @@ class RayBackend(Backend):
     def status(self, name: str) -> EndpointStatus:
         return self.info(name).status
 
+    def _require_running_cluster(self, name: str) -> None:
+        """Refuse queries that would start a new embedded cluster (a dashboard outliving its cluster)."""
+        if self.address is None and cluster.embedded_status() is None:
+            raise EndpointNotFoundError(f"{name!r} is gone: the embedded Ray cluster is not running")
+
+    def stats(self, name: str, window_s: float = DEFAULT_WINDOW_S) -> EndpointStats:
+        from nbserve.backends.ray import collector
+
+        self._require_running_cluster(name)
+        status = self.status(name)  # connects; raises EndpointNotFoundError for a deleted endpoint
+        measured = collector.read_stats(name, window_s) or EndpointStats(name=name, window_s=window_s)
+        return with_status(measured, status)
+
+    def series(self, name: str, span_s: float = 180.0, step_s: float = 5.0) -> builtins.list[SeriesPoint]:
+        from nbserve.backends.ray import collector
+
+        self._require_running_cluster(name)
+        self.connect()
+        return collector.read_series(name, span_s, step_s)
+
     def delete(self, name: str, *, force: bool = False) -> None:
         from ray import serve
 
@@ -359,6 +382,9 @@ class RayBackend(Backend):
         if users and not force:
             raise EndpointInUseError(name, users)
         serve.delete(name, _blocking=True)
+        from nbserve.backends.ray import collector
+
+        collector.forget(name)
 
     def deployed_cell(self, name: str) -> tuple[ServeSpec, CellBundle]:
         if name not in self._applications():

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from nbserve import protocol
+from nbserve.backends.ray.collector import ReplicaMetrics
 from nbserve.backends.ray.uses import UsedEndpoint
 from nbserve.cell import CellBundle
 from nbserve.program import CellProgram, Outcome
@@ -42,6 +43,8 @@ class CellReplica:
                 self._program = pool.submit(CellProgram, bundle, used).result()
         else:
             self._program = CellProgram(bundle)  # SetupFailedError reaches the controller's status
+        self._metrics = ReplicaMetrics(spec.name, deployed_at)
+        self._recorder = self._metrics.recorder if self._metrics.enabled else None
         if spec.batch is not None:
             batcher: Any = self.batched_call  # serve.batch's wrapper, which typing does not see
             batcher.set_max_batch_size(spec.batch.max_size)
@@ -51,19 +54,35 @@ class CellReplica:
     # wait are set per endpoint in __init__.
     @serve.batch(max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S)
     async def batched_call(self, items: list[Any]) -> list[Outcome]:
+        if self._recorder is not None:
+            self._recorder.batch(len(items))
         return await self._program.run_batch(items)
 
-    async def call(self, item: Any) -> Outcome:
-        """One input, through the batcher when the endpoint batches."""
+    async def _run_one(self, item: Any) -> Outcome:
         if self._spec.batch is not None:
             return await self.batched_call(item)
         return await self._program.run_one(item)
 
+    async def call(self, item: Any) -> Outcome:
+        """One input, through the batcher when the endpoint batches."""
+        started = time.perf_counter()
+        outcome = await self._run_one(item)
+        if self._recorder is not None:
+            self._recorder.request(started, 1, not outcome.ok)
+        return outcome
+
     async def call_batch(self, items: list[Any]) -> list[Outcome]:
         """A chunk that is already a batch (``Endpoint.map``): straight to the handler."""
+        started = time.perf_counter()
         if self._spec.batch is not None:
-            return await self._program.run_batch(items)
-        return list(await asyncio.gather(*(self._program.run_one(x) for x in items)))
+            if self._recorder is not None:
+                self._recorder.batch(len(items))
+            outcomes = await self._program.run_batch(items)
+        else:
+            outcomes = list(await asyncio.gather(*(self._program.run_one(x) for x in items)))
+        if self._recorder is not None:
+            self._recorder.request(started, len(items), not all(o.ok for o in outcomes))
+        return outcomes
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -91,17 +110,31 @@ class CellReplica:
             "usage": 'POST {"input": x} -> {"output": y}; POST {"inputs": [x, ...]} -> {"outputs": [y, ...]}',
         }
 
+    def __del__(self) -> None:  # Serve's shutdown hook: ship the last samples
+        metrics = getattr(self, "_metrics", None)
+        if metrics is not None:
+            metrics.stop()
+
     async def __call__(self, request: Request) -> JSONResponse:
         if request.method == "GET":
-            return JSONResponse(self._usage())
+            return JSONResponse(self._usage())  # a description, not traffic: not recorded
+        started = time.perf_counter()
+        status, body, items = await self._answer(request)
+        if self._recorder is not None:
+            self._recorder.request(started, items, status >= 400)
+        headers = {"Allow": "GET, POST"} if status == 405 else None
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    async def _answer(self, request: Request) -> tuple[int, Any, int]:
+        """Status, JSON body and number of inputs of a non-GET request."""
         if request.method != "POST":
             body = protocol.error_body("MethodNotAllowed", f"{request.method} is not supported; POST JSON inputs")
-            return JSONResponse(body, status_code=405, headers={"Allow": "GET, POST"})
+            return 405, body, 0
         try:
             protocol.check_length(request.headers.get("content-length"))
             parsed = protocol.parse_request(await request.body())
         except protocol.RequestError as exc:
-            return JSONResponse(exc.body(), status_code=exc.status)
-        outcomes = await asyncio.gather(*(self.call(item) for item in parsed.items))
+            return exc.status, exc.body(), 0
+        outcomes = await asyncio.gather(*(self._run_one(item) for item in parsed.items))
         status, body = protocol.render_outcomes(outcomes, parsed.single)
-        return JSONResponse(body, status_code=status)
+        return status, body, len(parsed.items)

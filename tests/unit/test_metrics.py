@@ -1,0 +1,137 @@
+"""Window and percentile arithmetic against references computed from the raw samples."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import numpy as np
+import pytest
+
+from nbserve.metrics import HISTORY_S, MetricsWindow, Recorder, RequestSample, percentile
+
+NOW = 1_800_000_000.0
+
+
+def samples(rng: random.Random, count: int, *, start: float, end: float) -> list[RequestSample]:
+    return [
+        RequestSample(rng.uniform(start, end), rng.lognormvariate(-4, 0.8), rng.randint(1, 8), rng.random() < 0.1)
+        for _ in range(count)
+    ]
+
+
+@pytest.mark.parametrize("q", [0, 1, 25, 50, 90, 95, 99, 99.9, 100])
+@pytest.mark.parametrize("size", [1, 2, 7, 100, 1001])
+def test_percentile_matches_numpy(q: float, size: int) -> None:
+    values = sorted(random.Random(size).expovariate(1.0) for _ in range(size))
+    assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)), rel=1e-12)
+
+
+def test_percentile_refuses_empty_input_and_bad_q() -> None:
+    with pytest.raises(ValueError, match="no values"):
+        percentile([], 50)
+    with pytest.raises(ValueError, match=r"0\.\.100"):
+        percentile([1.0], 101)
+
+
+def test_stats_cover_exactly_the_window() -> None:
+    rng = random.Random(1)
+    window = MetricsWindow("embed", created_at=NOW - 1000)
+    old = samples(rng, 500, start=NOW - 200, end=NOW - 60)  # before the window
+    recent = samples(rng, 800, start=NOW - 60, end=NOW)
+    future = samples(rng, 50, start=NOW + 0.001, end=NOW + 2)  # shipped, not yet in the window
+    window.add("r1", old[:250] + recent[:400], now=NOW)
+    window.add("r2", old[250:] + recent[400:] + future, now=NOW)
+
+    stats = window.stats(60, now=NOW)
+
+    inside = [s for s in recent if s.finished_at > NOW - 60]
+    latencies_ms = [s.latency_s * 1000 for s in inside]
+    assert stats.window_requests == len(inside)
+    assert stats.requests == 1350  # totals count everything shipped
+    assert stats.items == sum(s.items for s in old + recent + future)
+    assert stats.errors == sum(s.failed for s in old + recent + future)
+    assert stats.requests_per_s == pytest.approx(len(inside) / 60)
+    assert stats.items_per_s == pytest.approx(sum(s.items for s in inside) / 60)
+    assert stats.error_rate == pytest.approx(sum(s.failed for s in inside) / len(inside))
+    for field, q in (("p50_ms", 50), ("p95_ms", 95), ("p99_ms", 99)):
+        assert getattr(stats, field) == pytest.approx(float(np.percentile(latencies_ms, q)))
+    assert stats.replicas_reporting == 2
+
+
+def test_rates_of_a_young_endpoint_use_its_age_not_the_whole_window() -> None:
+    window = MetricsWindow("young", created_at=NOW - 10)
+    window.add("r", [RequestSample(NOW - 5 + i / 100, 0.01, 1, False) for i in range(100)], now=NOW)
+    assert window.stats(60, now=NOW).requests_per_s == pytest.approx(10.0)
+
+
+def test_empty_window_has_no_latency_and_no_rate() -> None:
+    stats = MetricsWindow("idle", created_at=NOW - 100).stats(now=NOW)
+    assert (stats.requests, stats.requests_per_s, stats.error_rate) == (0, 0.0, 0.0)
+    assert stats.p50_ms is None and stats.batch_mean is None and stats.batch_max is None
+
+
+def test_batch_sizes_in_the_window() -> None:
+    window = MetricsWindow("b", created_at=NOW - 1000)
+    window.add("r", [], [(NOW - 100, 64), (NOW - 30, 4), (NOW - 20, 32), (NOW - 1, 12)], now=NOW)
+    stats = window.stats(60, now=NOW)
+    assert stats.batch_mean == pytest.approx((4 + 32 + 12) / 3)
+    assert stats.batch_max == 32
+
+
+def test_samples_older_than_the_history_are_dropped_but_still_counted() -> None:
+    window = MetricsWindow("h", created_at=NOW - 1000)
+    window.add("r", [RequestSample(NOW - HISTORY_S - 1, 0.01, 1, False)], now=NOW - 10)
+    window.add("r", [RequestSample(NOW, 0.01, 1, False)], now=NOW)
+    assert window.stats(HISTORY_S + 100, now=NOW).window_requests == 1
+    assert window.stats(now=NOW).requests == 2
+
+
+def test_series_buckets_match_a_direct_count() -> None:
+    rng = random.Random(7)
+    window = MetricsWindow("s", created_at=NOW - 1000)
+    raw = samples(rng, 3000, start=NOW - 200, end=NOW)
+    raw.append(RequestSample(NOW - 15.0, 0.5, 1, False))  # exactly on an edge: closes the step it ends
+    window.add("r", raw, now=NOW)
+
+    points = window.series(span_s=60, step_s=5, now=NOW)
+
+    assert len(points) == 12
+    assert [p.t for p in points] == [NOW - 55 + 5 * i for i in range(12)]
+    for point in points:
+        in_step = sorted(s.latency_s * 1000 for s in raw if point.t - 5 < s.finished_at <= point.t)
+        assert point.requests_per_s == pytest.approx(len(in_step) / 5)
+        assert point.p95_ms == pytest.approx(float(np.percentile(in_step, 95)))
+    assert sum(p.requests_per_s * 5 for p in points) == len([s for s in raw if s.finished_at > NOW - 60])
+
+
+def test_bad_window_arguments_are_refused() -> None:
+    window = MetricsWindow("x")
+    with pytest.raises(ValueError, match="positive"):
+        window.stats(0)
+    with pytest.raises(ValueError, match="step_s"):
+        window.series(span_s=1, step_s=5)
+
+
+def test_recorder_loses_nothing_under_concurrent_appends_and_drains() -> None:
+    recorder = Recorder()
+    drained: list[RequestSample] = []
+    done = threading.Event()
+
+    def drain_until_done() -> None:
+        while not done.is_set():
+            drained.extend(recorder.drain()[0])
+        drained.extend(recorder.drain()[0])
+
+    flusher = threading.Thread(target=drain_until_done)
+    flusher.start()
+    writers = [
+        threading.Thread(target=lambda: [recorder.request(0.0, 1, False) for _ in range(20_000)]) for _ in range(4)
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    done.set()
+    flusher.join()
+    assert len(drained) == 80_000
