@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	# The browser tests drive Debian's Chromium: Playwright cannot download its own browsers here.
 	[ -x /usr/bin/chromium ] || { apt-get update -qq && apt-get install -y -qq chromium; }
+	# wrk: the load generator of the dashboard-agreement test and the benchmarks (not a Python loop).
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	touch $(STAMP)
 
 install: $(STAMP)
