@@ -130,16 +130,17 @@ def _chart(
             f"<text x='{legend_x}' y='11' font-size='10' fill='{color}' text-anchor='end'>{html.escape(label)}</text>"
         )
         legend_x -= 8 * len(label) + 6
-        run: list[tuple[float, float]] = []
+        runs: list[list[tuple[float, float]]] = [[]]
         for index, value in enumerate(series):
             if value is None:
-                if len(run) > 1:
-                    parts.append(_polyline(run, color))
-                run = []
+                runs.append([])
             else:
-                run.append(xy(index, value))
-        if len(run) > 1:
-            parts.append(_polyline(run, color))
+                runs[-1].append(xy(index, value))
+        for run in runs:
+            if len(run) > 1:
+                parts.append(_polyline(run, color))
+            elif run:  # a lone step between gaps: a dot, or it would not show at all
+                parts.append(f"<circle cx='{run[0][0]:.1f}' cy='{run[0][1]:.1f}' r='2' fill='{color}'/>")
     return f"<svg width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'>{''.join(parts)}</svg>"
 
 
