@@ -1,0 +1,102 @@
+"""What the live dashboard costs: served throughput with monitoring on and off, in one run.
+
+    python benchmarks/monitoring_overhead.py [--rounds 3] [--seconds 10] [--connections 32]
+
+The endpoint is a no-op handler, the worst case: every request's recording cost is a larger
+share of a cheap request than of a model's. "off" deploys it with NBSERVE_METRICS=0 (the
+replica records nothing) and runs no dashboard; "on" records every request and keeps a
+dashboard poller running in this process, reading the figures every second as a notebook's
+would. The two alternate within each round (the order flips every round), and wrk, a
+compiled load generator, sends one item per request over keep-alive connections.
+Uses its own ports (NBSERVE_RAY_PORT=6589, NBSERVE_HTTP_PORT=8189) unless they are set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("NBSERVE_RAY_PORT", "6589")
+os.environ.setdefault("NBSERVE_HTTP_PORT", "8189")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import nbserve
+from benchmarks.wrk import WrkResult, run_wrk
+from nbserve.dashboard import live_dashboard
+
+NOOP = "def noop(items):\n    return items\n"
+
+
+@dataclass
+class Trial:
+    monitoring: bool
+    result: WrkResult
+
+
+def trial(monitoring: bool, seconds: float, connections: int) -> Trial:
+    env = [] if monitoring else ["NBSERVE_METRICS=0"]
+    endpoint = nbserve.deploy(NOOP, "noop_bench", cpus="1", max_batch_size="32", batch_wait_ms="5", env=env)
+    dashboard = live_dashboard(endpoint, start=True) if monitoring else None
+    try:
+        run_wrk(endpoint.url, body=1, connections=connections, duration_s=2)  # warm the proxy and routes
+        result = run_wrk(endpoint.url, body=1, connections=connections, duration_s=seconds)
+    finally:
+        if dashboard is not None:
+            dashboard.stop()
+    if result.non_2xx or result.socket_errors:
+        raise RuntimeError(f"errors under load, figures unusable:\n{result.output}")
+    if dashboard is not None and dashboard.updates < seconds / 2:
+        raise RuntimeError(f"the dashboard updated only {dashboard.updates} times in {seconds} s")
+    return Trial(monitoring, result)
+
+
+def median_of(trials: list[Trial], monitoring: bool, field: str) -> tuple[float, float, float]:
+    values = [getattr(t.result, field) for t in trials if t.monitoring == monitoring]
+    return statistics.median(values), min(values), max(values)
+
+
+def report(trials: list[Trial], connections: int) -> str:
+    lines = [
+        f"No-op endpoint, one item per request, wrk -c{connections}; median (min-max) of {len(trials) // 2} runs each.",
+        "",
+        "| monitoring | requests/s | p50 ms | p99 ms |",
+        "| --- | --- | --- | --- |",
+    ]
+    for monitoring in (False, True):
+        cells = [
+            f"{m:.1f} ({lo:.1f}-{hi:.1f})"
+            for m, lo, hi in (median_of(trials, monitoring, f) for f in ("requests_per_s", "p50_ms", "p99_ms"))
+        ]
+        lines.append(f"| {'on' if monitoring else 'off'} | {' | '.join(cells)} |")
+    on, off = median_of(trials, True, "requests_per_s")[0], median_of(trials, False, "requests_per_s")[0]
+    lines += ["", f"throughput with monitoring / without: {on / off:.3f} (cost {1 - on / off:+.1%})"]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    trials: list[Trial] = []
+    try:
+        for round_ in range(args.rounds):
+            for monitoring in (False, True) if round_ % 2 == 0 else (True, False):
+                trials.append(trial(monitoring, args.seconds, args.connections))
+                print(
+                    f"round {round_ + 1} monitoring {'on ' if monitoring else 'off'}: "
+                    f"{trials[-1].result.requests_per_s:.1f} req/s, p50 {trials[-1].result.p50_ms:.1f} ms",
+                    file=sys.stderr,
+                )
+    finally:
+        nbserve.endpoint("noop_bench").down()
+    print(report(trials, args.connections))
+
+
+if __name__ == "__main__":
+    main()
