@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import nbserve
 from benchmarks.wrk import WrkResult, run_wrk
+from nbserve.backends.ray import cluster
 from nbserve.dashboard import live_dashboard
 
 NOOP = "def noop(items):\n    return items\n"
@@ -84,6 +85,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
     trials: list[Trial] = []
+    started_cluster = cluster.embedded_status() is None
     try:
         for round_ in range(args.rounds):
             for monitoring in (False, True) if round_ % 2 == 0 else (True, False):
@@ -95,6 +97,8 @@ def main() -> None:
                 )
     finally:
         nbserve.endpoint("noop_bench").down()
+        if started_cluster:
+            cluster.stop_embedded()
     print(report(trials, args.connections))
 
 

@@ -36,7 +36,7 @@ __all__ = [
 DEFAULT_WINDOW_S = 60.0
 # Samples older than this are dropped; the plot shows at most this much history.
 HISTORY_S = 300.0
-# Replicas ship their samples this often; the newest second of a window is still on its way.
+# Replicas ship their samples this often.
 FLUSH_INTERVAL_S = 1.0
 
 
@@ -178,11 +178,23 @@ class MetricsWindow:
             if seen < now - 10 * FLUSH_INTERVAL_S:
                 del self._reported[replica]  # replaced or stopped
 
+    def complete_until(self, now: float | None = None) -> float:
+        """The latest time up to which every live replica has shipped its samples.
+
+        A window that ends here holds every request that finished in it; one that ended at
+        ``now`` would miss up to a flush interval of requests still on their way.
+        """
+        now = time.time() if now is None else now
+        with self._lock:
+            fresh = [t for t in self._reported.values() if t >= now - 3 * FLUSH_INTERVAL_S]
+        return min(fresh, default=now)
+
     def stats(self, window_s: float = DEFAULT_WINDOW_S, *, now: float | None = None) -> EndpointStats:
-        """Figures for requests that finished within the last ``window_s`` seconds before ``now``."""
+        """Figures for requests that finished within ``window_s`` seconds before ``now``
+        (default: ``complete_until()``)."""
         if window_s <= 0:
             raise ValueError(f"window_s must be positive, got {window_s}")
-        now = time.time() if now is None else now
+        now = self.complete_until() if now is None else now
         start = now - window_s
         with self._lock:
             recent = [s for s in self._requests if start < s.finished_at <= now]
@@ -216,7 +228,7 @@ class MetricsWindow:
         """Per-step throughput and latency percentiles over the last ``span_s`` seconds, oldest first."""
         if step_s <= 0 or span_s < step_s:
             raise ValueError(f"need 0 < step_s <= span_s, got step {step_s}, span {span_s}")
-        now = time.time() if now is None else now
+        now = self.complete_until() if now is None else now
         steps = int(span_s // step_s)
         edges = [now - (steps - i) * step_s for i in range(steps + 1)]  # edges[0] is the oldest
         buckets: list[list[float]] = [[] for _ in range(steps)]

@@ -135,3 +135,15 @@ def test_recorder_loses_nothing_under_concurrent_appends_and_drains() -> None:
     done.set()
     flusher.join()
     assert len(drained) == 80_000
+
+
+def test_windows_end_where_every_live_replica_has_shipped() -> None:
+    window = MetricsWindow("lag", created_at=NOW - 100)
+    window.add("fast", [RequestSample(NOW - 0.2, 0.01, 1, False)], now=NOW)
+    window.add("slow", [RequestSample(NOW - 1.5, 0.01, 1, False)], now=NOW - 0.8)
+    window.add("gone", [], now=NOW - 60)  # stopped long ago: does not hold the window back
+    assert window.complete_until(NOW) == NOW - 0.8
+    # The fast replica's newest request is not counted until the slow one has caught up.
+    assert window.stats(60, now=window.complete_until(NOW)).window_requests == 1
+    window.add("slow", [], now=NOW + 0.1)
+    assert window.stats(60, now=window.complete_until(NOW + 0.1)).window_requests == 2

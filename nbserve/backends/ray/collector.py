@@ -27,11 +27,10 @@ from nbserve.metrics import (
 
 __all__ = ["COLLECTOR_NAME", "NAMESPACE", "ReplicaMetrics", "get_collector"]
 
-COLLECTOR_NAME = "nbserve_metrics"
+# Versioned: a cluster that outlives an upgrade keeps its old collector, and the new
+# replicas must not ship to it. Bump when the actor's methods change.
+COLLECTOR_NAME = "nbserve_metrics_v1"
 NAMESPACE = "nbserve"
-# Samples reach the collector up to one flush (plus the call) after they happen: windows end
-# this long before "now", so their newest second is complete.
-SHIPPING_LAG_S = FLUSH_INTERVAL_S + 0.3
 # Set to 0 in a replica's environment (``--env NBSERVE_METRICS=0``) to record nothing: used
 # to measure what monitoring costs.
 METRICS_ENV = "NBSERVE_METRICS"
@@ -60,11 +59,11 @@ class MetricsCollector:
 
     def stats(self, endpoint: str, window_s: float) -> EndpointStats | None:
         window = self._windows.get(endpoint)
-        return window.stats(window_s, now=time.time() - SHIPPING_LAG_S) if window else None
+        return window.stats(window_s) if window else None
 
     def series(self, endpoint: str, span_s: float, step_s: float) -> list[SeriesPoint]:
         window = self._windows.get(endpoint)
-        return window.series(span_s, step_s, now=time.time() - SHIPPING_LAG_S) if window else []
+        return window.series(span_s, step_s) if window else []
 
     def forget(self, endpoint: str) -> None:
         self._windows.pop(endpoint, None)
