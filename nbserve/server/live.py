@@ -9,7 +9,7 @@ import select
 import subprocess
 import sys
 import threading
-import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,9 +20,14 @@ class MonitorError(RuntimeError):
     """The monitor did not answer (it died, or took longer than the timeout)."""
 
 
+class _Died(MonitorError):
+    """The monitor process ended (a fresh one is started on the next request)."""
+
+
 class Monitor:
-    def __init__(self, log_path: Path, timeout_s: float = 60.0) -> None:
+    def __init__(self, log_path: Path, timeout_s: float = 60.0, env: Mapping[str, str] | None = None) -> None:
         self.log_path = log_path
+        self.env = dict(env) if env is not None else None  # None: the server's environment
         self.timeout_s = timeout_s
         self._process: subprocess.Popen[str] | None = None
         self._log: IO[bytes] | None = None
@@ -40,29 +45,37 @@ class Monitor:
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,
+            env=self.env,
         )
         return self._process
 
     def request(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Send one request and wait for its answer (blocking: call it off the event loop)."""
         with self._lock:
-            process = self._start()
-            assert process.stdin is not None and process.stdout is not None
             try:
-                process.stdin.write(json.dumps(payload) + "\n")
-                process.stdin.flush()
-            except OSError as exc:
-                self._stop()
-                raise MonitorError(f"the nbserve monitor died: {exc}") from None
-            deadline = time.monotonic() + self.timeout_s
-            ready, _, _ = select.select([process.stdout], [], [], max(deadline - time.monotonic(), 0))
-            line = process.stdout.readline() if ready else ""
-            if not line:
-                self._stop()
-                what = "died" if ready else f"did not answer within {self.timeout_s:.0f} s"
-                raise MonitorError(f"the nbserve monitor {what} (its log: {self.log_path})")
-            answer: dict[str, Any] = json.loads(line)
-            return answer
+                return self._exchange(payload)
+            except _Died:
+                return self._exchange(payload)  # it may just have exited for idleness: once more
+
+    def _exchange(self, payload: dict[str, Any]) -> dict[str, Any]:
+        process = self._start()
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            process.stdin.write(json.dumps(payload) + "\n")
+            process.stdin.flush()
+        except OSError as exc:
+            self._stop()
+            raise _Died(f"the nbserve monitor died: {exc} (its log: {self.log_path})") from None
+        ready, _, _ = select.select([process.stdout], [], [], self.timeout_s)
+        if not ready:
+            self._stop()
+            raise MonitorError(f"the nbserve monitor did not answer within {self.timeout_s:.0f} s")
+        line = process.stdout.readline()
+        if not line:
+            self._stop()
+            raise _Died(f"the nbserve monitor died (its log: {self.log_path})")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
 
     def _stop(self) -> None:
         if self._process is not None:

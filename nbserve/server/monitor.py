@@ -18,12 +18,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import select
 import sys
 from typing import IO, Any
 
 from nbserve.registry import LiveEndpoint
 
 __all__ = ["handle", "main"]
+
+IDLE_EXIT_S = 120.0  # the server starts it again on its next request
 
 
 def _address() -> str | None:
@@ -100,12 +103,17 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "error": "failed", "message": f"{type(exc).__name__}: {exc}"}
 
 
-def main(stdin: IO[str] = sys.stdin) -> None:
+def main(stdin: IO[str] = sys.stdin, idle_exit_s: float = IDLE_EXIT_S) -> None:
     # Answers go out on a private copy of stdout; whatever Ray or a library prints lands on
     # stderr instead of corrupting the protocol.
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
-    for line in stdin:
+    while True:
+        # Nobody polling (the panel is closed, or the server is gone): free the Ray driver.
+        ready, _, _ = select.select([stdin], [], [], idle_exit_s)
+        line = stdin.readline() if ready else ""
+        if not line:
+            return
         if line.strip():
             out.write(json.dumps(handle(json.loads(line))) + "\n")
 

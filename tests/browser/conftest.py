@@ -3,7 +3,7 @@
 - ``lab_server`` (session): ``jupyter lab`` on 127.0.0.1, a free port, a random token and a
   temporary root folder. It inherits this session's ``NBSERVE_*`` variables (set by the root
   conftest), so its kernels deploy onto the test cluster and share the test registry.
-- ``browser`` (session): headless Chromium. Playwright cannot download its own browsers here,
+- ``browser`` (per test): headless Chromium. Playwright cannot download its own browsers here,
   so it drives ``/usr/bin/chromium`` (``apt-get install chromium``; ``make install`` does it).
 - ``lab`` (per test): a fresh page on JupyterLab, wrapped in ``Lab`` with helpers to write,
   open and run notebooks and to wait on conditions with deadlines. A screenshot of the page
@@ -92,7 +92,9 @@ def lab_server() -> Iterator[LabServer]:
             process.wait()
 
 
-@pytest.fixture(scope="session")
+# Per test, not per session: Playwright's sync API keeps an asyncio loop running in the main
+# thread while it is open, which breaks the event-loop fixtures of later tests (pytest-jupyter).
+@pytest.fixture
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 

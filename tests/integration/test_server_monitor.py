@@ -1,0 +1,30 @@
+"""The server's monitor process: answers over its pipe, and comes back after it died."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from nbserve.server.live import Monitor
+from tests.browser.lab import free_port
+
+
+def test_monitor_answers_and_is_restarted_after_it_died(tmp_path: Path) -> None:
+    # A GCS port where no cluster runs: the monitor must say so, and never start one.
+    env = {**os.environ, "NBSERVE_RAY_PORT": str(free_port()), "NBSERVE_HOME": str(tmp_path)}
+    monitor = Monitor(tmp_path / "monitor.log", timeout_s=60, env=env)
+    try:
+        assert monitor.request({"op": "list"}) == {"ok": True, "cluster": False, "endpoints": []}
+        first = monitor._process
+        assert first is not None
+        first.kill()
+        first.wait()
+        assert monitor.request({"op": "list"})["cluster"] is False
+        assert monitor._process is not None and monitor._process.pid != first.pid
+        answer = monitor.request({"op": "frobnicate"})
+        assert answer["ok"] is False and "unknown request" in answer["message"]
+        assert monitor.request({"op": "delete", "name": "x"})["error"] == "not_found"
+    finally:
+        monitor.close()
+    assert monitor._process is None
+    assert not list(tmp_path.glob("cluster-*.json")), "the monitor started a cluster"
