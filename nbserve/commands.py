@@ -1,4 +1,4 @@
-"""The management verbs (ls, status, logs, down, export), shared by ``%serve`` and ``nbserve``.
+"""The management verbs (ls, status, logs, down, export, bench), shared by ``%serve`` and ``nbserve``.
 
 Each front end builds its own parser with ``add_verbs`` and prints what ``run_verb`` returns;
 only how errors are shown differs (an IPython ``UsageError``, or a message and exit code).
@@ -7,12 +7,16 @@ only how errors are shown differs (an IPython ``UsageError``, or a message and e
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from nbserve import api
 from nbserve.dashboard import render
 
-__all__ = ["VerbUsageError", "add_verbs", "run_verb"]
+if TYPE_CHECKING:
+    from nbserve.bench import LoadPlan
+
+__all__ = ["VerbUsageError", "add_verbs", "bench_plan", "run_verb"]
 
 
 class VerbUsageError(ValueError):
@@ -36,7 +40,19 @@ def add_verbs(verbs: Any) -> None:
     export.add_argument("name")
     export.add_argument("--to", required=True, choices=["ray", "kuberay", "modal"])
     export.add_argument("-o", "--output", default=".", help="folder to write into (default: .)")
-    for sub in (ls, status, logs, down, export):
+    bench = verbs.add_parser("bench", help="load-test an endpoint over HTTP")
+    bench.add_argument("name")
+    bench.add_argument("--concurrency", "-c", type=int, default=8, help="clients sending at once (default 8)")
+    stop = bench.add_mutually_exclusive_group()
+    stop.add_argument("--duration", "-d", type=float, default=None, help="seconds to run (default 10)")
+    stop.add_argument("--requests", "-n", type=int, default=None, help="requests to send, instead of --duration")
+    bench.add_argument(
+        "--payload",
+        "-p",
+        required=True,
+        help="the input: a Python expression (a literal on the command line), or a file of JSON lines",
+    )
+    for sub in (ls, status, logs, down, export, bench):
         sub.add_argument("--address", default=None, help="a Ray cluster other than the embedded one")
 
 
@@ -56,9 +72,26 @@ def run_verb(args: argparse.Namespace) -> str:
         return api.endpoint(args.name, address=address).logs(args.tail)
     if args.verb == "down":
         return _down(args.names, args.all, args.force, address)
+    if args.verb == "bench":
+        from nbserve.bench import report, run_bench
+
+        return report.summary_text(run_bench(bench_plan(args), widget=False))
     if args.verb == "export":
         return "\n".join(f"wrote {path}" for path in api.export(args.name, args.to, args.output, address=address))
     raise VerbUsageError(f"unknown verb {args.verb!r}")
+
+
+def bench_plan(args: argparse.Namespace, namespace: Mapping[str, Any] | None = None) -> LoadPlan:
+    """The load test ``bench`` asks for; raises ``VerbUsageError`` for bad arguments."""
+    from nbserve.bench import LoadPlan, PayloadError, load_payloads
+
+    try:
+        payloads = load_payloads(args.payload, namespace)
+        duration = args.duration if args.duration is not None or args.requests is not None else 10.0
+        url = api.endpoint(args.name, address=args.address).url
+        return LoadPlan(url, payloads, args.concurrency, duration_s=duration, requests=args.requests)
+    except (PayloadError, ValueError) as exc:
+        raise VerbUsageError(f"bench: {exc}") from None
 
 
 def _down(names: list[str], everything: bool, force: bool, address: str | None) -> str:

@@ -157,6 +157,9 @@ class Endpoint:
         """
         self._backend.delete(self.name, force=force)
         self._client = None
+        from nbserve import registry
+
+        registry.forget_deleted(self.backend, self.name, address=getattr(self._backend, "address", None))
 
     # -- display ----------------------------------------------------------------------
     def _summary(self) -> list[tuple[str, str]]:

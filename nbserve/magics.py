@@ -18,7 +18,7 @@ from IPython.display import display
 
 from nbserve import api
 from nbserve.cell import analyze_cell
-from nbserve.commands import VerbUsageError, add_verbs, run_verb
+from nbserve.commands import VerbUsageError, add_verbs, bench_plan, run_verb
 from nbserve.dashboard import live_dashboard
 from nbserve.errors import (
     CellError,
@@ -42,6 +42,9 @@ Line magic (manage endpoints):
   %serve down --all             delete every nbserve endpoint on the cluster
   %serve export NAME --to ray|kuberay|modal [-o DIR]
                                 write NAME out as a standalone app (default DIR: .)
+  %serve bench NAME --payload EXPR|FILE.jsonl [-c N] [-d SECONDS | -n REQUESTS]
+                                load-test NAME over HTTP: live progress, then latency
+                                percentiles, a histogram and errors by status (result in _bench)
 Each verb takes --address ADDRESS for a cluster other than the embedded one.
 """
 
@@ -134,9 +137,21 @@ class ServeMagics(Magics):
 
     serve.__doc__ = (serve.__doc__ or "") + VERBS_HELP
 
+    def _bench(self, args: argparse.Namespace) -> None:
+        from nbserve.bench import run_bench
+
+        # --payload may be any expression over the notebook's names (`texts[0]`).
+        shell = self.shell
+        result = run_bench(bench_plan(args, shell.user_ns if shell is not None else {}))
+        if shell is not None:
+            shell.user_ns["_bench"] = result  # the raw figures, for code
+
     def _run_verb(self, line: str) -> None:
         args = _verb_parser().parse_args(shlex.split(line))
         try:
+            if args.verb == "bench":
+                self._bench(args)
+                return
             print(run_verb(args))
         except (NbserveError, VerbUsageError) as exc:
             raise UsageError(f"%serve {exc}" if isinstance(exc, VerbUsageError) else str(exc)) from None
