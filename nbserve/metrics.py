@@ -7,7 +7,7 @@ endpoint, which answers ``EndpointStats`` (the figures) and ``series`` (points f
 Why measure in the replica rather than read Ray Serve's own metrics: Serve exports its
 metrics to Prometheus every 10 s (``metrics_report_interval_ms``) and needs a scraper, too
 slow for a dashboard that updates every second, and it knows nothing of the batch sizes
-``serve.batch`` forms. Replica-side samples cover every caller alike (HTTP through the
+the replica forms. Replica-side samples cover every caller alike (HTTP through the
 proxy, handles from notebooks and other endpoints). The cost is a clock read and a deque
 append per request. What they leave out is the proxy's own time in front of the replica.
 """

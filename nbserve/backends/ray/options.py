@@ -17,8 +17,8 @@ UNBATCHED_TARGET_ONGOING = 2.0
 def max_ongoing_requests(spec: ServeSpec) -> int:
     """Requests one replica accepts at once.
 
-    ``@serve.batch`` never forms a batch larger than this, so it must cover a full batch
-    being computed while the next one fills: twice the batch size.
+    No batch can be larger than this, so it must cover a full batch being computed while
+    the next one fills: twice the batch size.
     """
     if spec.batch is None:
         return UNBATCHED_MAX_ONGOING
@@ -47,6 +47,9 @@ def deployment_options(spec: ServeSpec) -> dict[str, Any]:
     options: dict[str, Any] = {
         "ray_actor_options": ray_actor_options(spec),
         "max_ongoing_requests": max_ongoing_requests(spec),
+        # One log line per request costs the replica a write on every request: measurable on
+        # a small machine (benchmarks/suite.py); errors and the cell's own output still log.
+        "logging_config": {"enable_access_log": False},
     }
     if spec.replicas.autoscaling:
         default_target = float(spec.batch.max_size) if spec.batch else UNBATCHED_TARGET_ONGOING

@@ -11,16 +11,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from nbserve import protocol
 from nbserve.backends.ray.collector import ReplicaMetrics
 from nbserve.backends.ray.uses import UsedEndpoint
+from nbserve.batcher import Batcher
 from nbserve.cell import CellBundle
 from nbserve.program import CellProgram, Outcome
-from nbserve.spec import DEFAULT_BATCH_WAIT_S, DEFAULT_MAX_BATCH_SIZE, ServeSpec
+from nbserve.spec import ServeSpec
 
 __all__ = ["CELL_DEPLOYMENT", "CellReplica"]
 
@@ -45,22 +45,15 @@ class CellReplica:
             self._program = CellProgram(bundle)  # SetupFailedError reaches the controller's status
         self._metrics = ReplicaMetrics(spec.name, deployed_at)
         self._recorder = self._metrics.recorder if self._metrics.enabled else None
+        self._batcher: Batcher[Outcome] | None = None
         if spec.batch is not None:
-            batcher: Any = self.batched_call  # serve.batch's wrapper, which typing does not see
-            batcher.set_max_batch_size(spec.batch.max_size)
-            batcher.set_batch_wait_timeout_s(spec.batch.wait_s)
-
-    # Ray requires the batched method to be stored under its own name; the real size and
-    # wait are set per endpoint in __init__.
-    @serve.batch(max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S)
-    async def batched_call(self, items: list[Any]) -> list[Outcome]:
-        if self._recorder is not None:
-            self._recorder.batch(len(items))
-        return await self._program.run_batch(items)
+            on_batch = self._recorder.batch if self._recorder is not None else None
+            self._batcher = Batcher(self._program.run_batch, spec.batch.max_size, spec.batch.wait_s, on_batch)
 
     async def _run_one(self, item: Any) -> Outcome:
-        if self._spec.batch is not None:
-            return await self.batched_call(item)
+        """One input, through the batcher when the endpoint batches."""
+        if self._batcher is not None:
+            return await self._batcher.submit(item)
         return await self._program.run_one(item)
 
     async def call(self, item: Any) -> Outcome:

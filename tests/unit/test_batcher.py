@@ -1,0 +1,96 @@
+"""The replica's batcher on a real event loop: batch sizes, waiting, errors and cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from nbserve.batcher import Batcher
+
+
+class SlowHandler:
+    """Takes ``seconds`` per batch (in a thread, as a sync handler runs) and records each batch."""
+
+    def __init__(self, seconds: float = 0.05) -> None:
+        self.seconds = seconds
+        self.batches: list[list[Any]] = []
+
+    async def __call__(self, items: list[Any]) -> list[Any]:
+        self.batches.append(list(items))
+        await asyncio.to_thread(time.sleep, self.seconds)
+        return [x * 10 for x in items]
+
+
+def test_inputs_that_queue_during_a_batch_form_the_next_one() -> None:
+    handler = SlowHandler()
+
+    async def scenario() -> list[Any]:
+        batcher = Batcher(handler, max_size=32, wait_s=0.005)
+        first = asyncio.ensure_future(batcher.submit(0))
+        await asyncio.sleep(0.01)  # the first input is running alone now
+        rest = [asyncio.ensure_future(batcher.submit(i)) for i in range(1, 41)]
+        return list(await asyncio.gather(first, *rest))
+
+    outputs = asyncio.run(scenario())
+    assert outputs == [i * 10 for i in range(41)]
+    # Everything that arrived while the first batch ran went in full batches, none cut small.
+    assert [len(b) for b in handler.batches] == [1, 32, 8]
+
+
+def test_a_lone_input_waits_no_longer_than_the_wait() -> None:
+    handler = SlowHandler(seconds=0)
+
+    async def scenario() -> float:
+        batcher = Batcher(handler, max_size=8, wait_s=0.05)
+        started = time.monotonic()
+        assert await batcher.submit(3) == 30
+        return time.monotonic() - started
+
+    elapsed = asyncio.run(scenario())
+    assert 0.04 <= elapsed < 1.0
+
+
+def test_an_error_fails_its_batch_and_the_batcher_keeps_serving() -> None:
+    calls = 0
+
+    async def flaky(items: list[Any]) -> list[Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("boom")
+        return items[:-1] if calls == 2 else items
+
+    async def scenario() -> None:
+        batcher = Batcher(flaky, max_size=4, wait_s=0.001)
+        with pytest.raises(RuntimeError, match="boom"):
+            await batcher.submit(1)
+        with pytest.raises(RuntimeError, match="returned 0 outputs for 1 inputs"):
+            await batcher.submit(2)
+        assert await batcher.submit(3) == 3
+
+    asyncio.run(scenario())
+
+
+def test_cancelled_callers_are_left_out_of_the_batch() -> None:
+    handler = SlowHandler(seconds=0.05)
+
+    async def scenario() -> None:
+        batcher = Batcher(handler, max_size=8, wait_s=0.001)
+        busy = asyncio.ensure_future(batcher.submit(0))
+        await asyncio.sleep(0.01)
+        gone = asyncio.ensure_future(batcher.submit(1))
+        kept = asyncio.ensure_future(batcher.submit(2))
+        await asyncio.sleep(0)
+        gone.cancel()
+        assert await kept == 20 and await busy == 0
+
+    asyncio.run(scenario())
+    assert handler.batches == [[0], [2]]
+
+
+def test_sizes_are_validated() -> None:
+    with pytest.raises(ValueError, match="max_size"):
+        Batcher(SlowHandler(), max_size=0, wait_s=0.01)
