@@ -262,7 +262,20 @@ def main() -> None:
             seconds += notebook.timed("embed('the new version answers')")
             warm.values.append(seconds)
 
+        log("HTTP, MiniLM: anchor and nbserve alternating")
+        with anchor_server("minilm") as anchor_url:
+            minilm = compare_http({"anchor": anchor_url, "nbserve": notebook.value("embed.url")}, TEXT, settings, log)
+        log("HTTP, no-op handler: anchor and nbserve alternating")
+        notebook.kernel.ok(NOOP_CELL)
+        with anchor_server("noop") as anchor_url:
+            noop = compare_http({"anchor": anchor_url, "nbserve": notebook.value("noop.url")}, 1, settings, log)
+        notebook.kernel.ok("noop.down()")
+
+        # Raw uses every core of the machine, so the endpoint gets them too (its torch
+        # threads follow its CPUs): one replica with all CPUs, the quickstart's cell otherwise.
         log("bulk: embed.map over the corpus")
+        notebook.kernel.ok("embed.down()")  # a rolling update would need both replicas' CPUs at once
+        notebook.kernel.ok(quickstart_cell(flags=f"{MINILM_FLAGS} --cpus {os.cpu_count()}"))
         notebook.kernel.ok(CORPUS_CODE.format(count=settings.corpus))
         notebook.kernel.ok("embed.map(TEXTS[:64], progress=False)")  # warm the handle and the replica
         bulk = Figure("texts/s")
@@ -272,14 +285,6 @@ def main() -> None:
             )
             notebook.kernel.ok(code, timeout=900)
             bulk.values.append(settings.corpus / float(notebook.value("_t")))
-
-        log("HTTP, MiniLM: anchor and nbserve alternating")
-        with anchor_server("minilm") as anchor_url:
-            minilm = compare_http({"anchor": anchor_url, "nbserve": notebook.value("embed.url")}, TEXT, settings, log)
-        log("HTTP, no-op handler: anchor and nbserve alternating")
-        notebook.kernel.ok(NOOP_CELL)
-        with anchor_server("noop") as anchor_url:
-            noop = compare_http({"anchor": anchor_url, "nbserve": notebook.value("noop.url")}, 1, settings, log)
     finally:
         notebook.close()
 
@@ -374,7 +379,7 @@ def render(
         "| what | figure |",
         "| --- | --- |",
         f"| raw: the model in-process, batch 32 | {raw} |",
-        f"| nbserve: `embed.map` of {settings.corpus} texts from a kernel | {bulk} |",
+        f"| nbserve: `embed.map` of {settings.corpus} texts from a kernel (`--cpus {os.cpu_count()}`) | {bulk} |",
         f"| cold: cluster start + deploy + first answer | {cold} |",
         f"| warm: redeploy to the new version's first answer | {warm} |",
         "",
