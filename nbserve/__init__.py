@@ -60,6 +60,11 @@ __all__ = [
 ]
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The built sidebar, for ``jupyter labextension develop`` (installs use the wheel's shared data)."""
+    return [{"src": "labextension", "dest": "nbserve"}]
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext nbserve``: register ``%%serve`` and ``%serve``."""
     from nbserve.magics import ServeMagics

@@ -36,6 +36,9 @@ __all__ = [
 DEFAULT_WINDOW_S = 60.0
 # Samples older than this are dropped; the plot shows at most this much history.
 HISTORY_S = 300.0
+# At most this many request samples per endpoint (about 40 MB): beyond ~1,000 requests/s
+# sustained, the oldest history goes first. Totals are counted on arrival and stay exact.
+MAX_SAMPLES = 300_000
 # Replicas ship their samples this often.
 FLUSH_INTERVAL_S = 1.0
 
@@ -170,7 +173,7 @@ class MetricsWindow:
 
     def _prune(self, now: float) -> None:
         horizon = now - HISTORY_S
-        while self._requests and self._requests[0].finished_at < horizon:
+        while self._requests and (self._requests[0].finished_at < horizon or len(self._requests) > MAX_SAMPLES):
             self._requests.popleft()
         while self._batches and self._batches[0][0] < horizon:
             self._batches.popleft()

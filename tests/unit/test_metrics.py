@@ -147,3 +147,11 @@ def test_windows_end_where_every_live_replica_has_shipped() -> None:
     assert window.stats(60, now=window.complete_until(NOW)).window_requests == 1
     window.add("slow", [], now=NOW + 0.1)
     assert window.stats(60, now=window.complete_until(NOW + 0.1)).window_requests == 2
+
+
+def test_history_is_capped_but_totals_stay_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("nbserve.metrics.MAX_SAMPLES", 100)
+    window = MetricsWindow("busy", created_at=NOW - 100)
+    window.add("r", [RequestSample(NOW - 10 + i / 1000, 0.01, 1, False) for i in range(250)], now=NOW)
+    stats = window.stats(60, now=NOW)
+    assert stats.requests == 250 and stats.window_requests == 100  # the newest 100 kept
