@@ -57,7 +57,7 @@ class CellReplica:
         return await self._program.run_one(item)
 
     async def call(self, item: Any) -> Outcome:
-        """One input, through the batcher when the endpoint batches."""
+        """A handle call with one input (``endpoint(x)``, ``--uses``), recorded as one request."""
         started = time.perf_counter()
         outcome = await self._run_one(item)
         if self._recorder is not None:
