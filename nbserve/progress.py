@@ -8,12 +8,13 @@ from typing import Any
 
 from nbserve.backends.base import DeployEvent
 
-__all__ = ["DeployProgress"]
+__all__ = ["DeployProgress", "in_kernel"]
 
 MIN_UPDATE_INTERVAL_S = 0.25
 
 
-def _in_kernel() -> bool:
+def in_kernel() -> bool:
+    """Whether this runs in a Jupyter kernel (where widgets and display updates render)."""
     try:
         from IPython import get_ipython
     except ImportError:
@@ -31,7 +32,7 @@ class DeployProgress:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._kernel = _in_kernel()
+        self._kernel = in_kernel()
         self._handle: Any = None
         self._last_key: tuple[str, int, int] | None = None
         self._last_update = 0.0

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import requests
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``nbserve ARGS...`` in a process of its own, as a user types it."""
+    return subprocess.run([sys.executable, "-m", "nbserve.cli", *args], capture_output=True, text=True, timeout=120)
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:

@@ -8,6 +8,7 @@ from typing import Any
 from nbserve._aio import run_sync
 from nbserve.bench import report
 from nbserve.bench.loadgen import BenchProgress, BenchResult, LoadPlan, run_load
+from nbserve.progress import in_kernel
 
 __all__ = ["run_bench"]
 
@@ -56,9 +57,7 @@ class _TextView:
 
 def run_bench(plan: LoadPlan, *, widget: bool | None = None, stream: Any = None) -> BenchResult:
     """Run ``plan``; show progress live (a widget when ``widget``, default: inside a kernel)."""
-    from nbserve.progress import _in_kernel
-
-    use_widget = _in_kernel() if widget is None else widget
+    use_widget = in_kernel() if widget is None else widget
     view: _WidgetView | _TextView = _WidgetView(plan) if use_widget else _TextView(plan, stream or sys.stderr)
     result = run_sync(run_load(plan, on_progress=view.progress))
     view.finish(result)

@@ -19,6 +19,7 @@ from nbserve.backends.base import EndpointInfo
 from nbserve.dashboard import render
 from nbserve.errors import EndpointNotFoundError
 from nbserve.metrics import DEFAULT_WINDOW_S, EndpointStats, SeriesPoint
+from nbserve.progress import in_kernel
 
 if TYPE_CHECKING:
     from nbserve.endpoint import Endpoint
@@ -32,12 +33,6 @@ PLOT_STEP_S = 5.0
 
 _live: dict[str, Dashboard] = {}
 _live_lock = threading.Lock()
-
-
-def _in_kernel() -> bool:
-    from nbserve.progress import _in_kernel as in_kernel
-
-    return in_kernel()
 
 
 class Dashboard:
@@ -87,10 +82,9 @@ class Dashboard:
 
     def refresh(self) -> bool:
         """Read the figures once and show them; ``False`` once the endpoint is gone."""
-        backend = self.endpoint._backend
         try:
-            self.stats = backend.stats(self.endpoint.name, self.window_s)
-            self.series = backend.series(self.endpoint.name, PLOT_SPAN_S, PLOT_STEP_S)
+            self.stats = self.endpoint.stats(self.window_s)
+            self.series = self.endpoint.series(PLOT_SPAN_S, PLOT_STEP_S)
             self.note = ""
             alive = True
         except EndpointNotFoundError:
@@ -155,7 +149,7 @@ class Dashboard:
         # The widget where a widget manager renders it (JupyterLab, Notebook 7, VS Code);
         # text/html and text/plain everywhere else (nbval, GitHub, terminal IPython).
         bundle: dict[str, Any] = {"text/plain": self.text(), "text/html": self.html()}
-        if _in_kernel():
+        if in_kernel():
             bundle.update({k: v for k, v in self.widget._repr_mimebundle_().items() if k != "text/plain"})
         return bundle
 
@@ -179,7 +173,7 @@ def live_dashboard(endpoint: Endpoint, *, start: bool | None = None) -> Dashboar
         else:
             dashboard.endpoint = endpoint
             dashboard.info = endpoint._info  # a redeploy may have changed resources
-    if start if start is not None else _in_kernel():
+    if start if start is not None else in_kernel():
         dashboard.start()
     return dashboard
 

@@ -73,7 +73,8 @@ def test_dashboard_renders_and_its_numbers_move(lab: Lab, ray_cluster: Any) -> N
         assert _shown(lab, "latency").count("/") == 2 and not _shown(lab, "latency").startswith("-")
         assert _shown(lab, "throughput").split()[0] != "0.0"
         assert lab.page.locator(f"{DASHBOARD} .nbserve-plot svg polyline").count() >= 1
-        lab.page.locator(DASHBOARD).screenshot(path=str(lab.screenshot("dashboard-live").with_name("dashboard.png")))
+        live = lab.screenshot("dashboard-live")  # the whole page, then the widget alone
+        lab.page.locator(DASHBOARD).screenshot(path=str(live.with_name("dashboard.png")))
     finally:
         stop.set()
         for client in clients:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.helpers import run_cli
 from tests.kernels import Kernel
 
 pytestmark = pytest.mark.integration
@@ -27,16 +25,12 @@ def picky(items):
 """
 
 
-def nbserve(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nbserve.cli", *args], capture_output=True, text=True, timeout=120)
-
-
 def test_cli_bench_counts_successes_and_failures_by_status(deploy: Any, tmp_path: Path) -> None:
     deploy(SOURCE, "picky")
     inputs = tmp_path / "inputs.jsonl"
     inputs.write_text("2\n4\n1\n6\n")  # every fourth request fails
 
-    done = nbserve("bench", "picky", "--payload", str(inputs), "-c", "4", "-n", "200")
+    done = run_cli("bench", "picky", "--payload", str(inputs), "-c", "4", "-n", "200")
 
     assert done.returncode == 0, done.stderr
     rows = dict(re.findall(r"^(.+?)\s{2,}(.+)$", done.stdout, re.MULTILINE))
@@ -45,19 +39,10 @@ def test_cli_bench_counts_successes_and_failures_by_status(deploy: Any, tmp_path
     assert float(rows["latency p50"].split()[0]) > 0
     assert "100%" in done.stderr  # progress lines while it ran
 
-    bad = nbserve("bench", "picky", "--payload", "2", "-d", "1", "-n", "5")
+    bad = run_cli("bench", "picky", "--payload", "2", "-d", "1", "-n", "5")
     assert bad.returncode == 2 and "not allowed with argument" in bad.stderr
-    missing = nbserve("bench", "nobody", "--payload", "2", "-n", "5")
+    missing = run_cli("bench", "nobody", "--payload", "2", "-n", "5")
     assert missing.returncode == 1 and "no nbserve endpoint named 'nobody'" in missing.stderr
-
-
-@pytest.fixture
-def kernel(ray_cluster: Any) -> Iterator[Kernel]:
-    kernel = Kernel()
-    kernel.ok("%load_ext nbserve")
-    yield kernel
-    kernel.run("%serve down --all")
-    kernel.shutdown()
 
 
 @pytest.mark.kernel

@@ -3,48 +3,44 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 
+from tests.helpers import run_cli
+
 pytestmark = pytest.mark.integration
-
-
-def nbserve(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nbserve.cli", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_verbs_list_inspect_and_delete(deploy: Any) -> None:
     deploy("print('cli replica up')\ndef shout(items):\n    return [x.upper() for x in items]\n", "shout")
 
-    listing = nbserve("ls")
+    listing = run_cli("ls")
     assert listing.returncode == 0, listing.stderr
     assert "shout" in listing.stdout and "running" in listing.stdout
 
-    status = nbserve("status", "shout", "--window", "30")
+    status = run_cli("status", "shout", "--window", "30")
     assert status.stdout.startswith("shout (ray) · running · http://127.0.0.1:")
     assert re.search(r"replicas running/target\s+1/1", status.stdout)
     assert "last 30 s" in status.stdout
-    bad_window = nbserve("status", "shout", "--window", "0")
+    bad_window = run_cli("status", "shout", "--window", "0")
     assert bad_window.returncode == 2 and "--window must be a positive" in bad_window.stderr
-    assert "cli replica up" in nbserve("logs", "shout").stdout
+    assert "cli replica up" in run_cli("logs", "shout").stdout
 
-    assert nbserve("down", "shout").stdout.strip() == "deleted shout"
-    assert "shout" not in nbserve("ls").stdout
+    assert run_cli("down", "shout").stdout.strip() == "deleted shout"
+    assert "shout" not in run_cli("ls").stdout
 
-    missing = nbserve("status", "shout")
+    missing = run_cli("status", "shout")
     assert missing.returncode == 1
     assert "no nbserve endpoint named 'shout'" in missing.stderr
 
 
 def test_cluster_status_and_usage_errors(ray_cluster: Any) -> None:
-    status = nbserve("cluster", "status")
+    status = run_cli("cluster", "status")
     assert status.returncode == 0
     assert ray_cluster.address in status.stdout
-    assert nbserve("down").returncode == 2
-    assert nbserve("frobnicate").returncode == 2
+    assert run_cli("down").returncode == 2
+    assert run_cli("frobnicate").returncode == 2
 
 
 def test_embedded_cluster_requires_rays_token(ray_cluster: Any) -> None:

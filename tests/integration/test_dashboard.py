@@ -10,7 +10,6 @@ import html
 import queue
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -67,15 +66,6 @@ class CommReader:
 
     def wait_until(self, check: Any, timeout: float, what: str) -> dict[str, str]:
         return wait_for(lambda: (self.read() or True) and check(self.last) and self.last, timeout, what, 0)
-
-
-@pytest.fixture
-def kernel(ray_cluster: Any) -> Iterator[Kernel]:
-    kernel = Kernel()
-    kernel.ok("%load_ext nbserve")
-    yield kernel
-    kernel.run("%serve down --all")
-    kernel.shutdown()
 
 
 def _model_id(kernel: Kernel, part: str) -> str:

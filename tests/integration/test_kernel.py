@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import requests
@@ -20,15 +18,6 @@ PID = os.getpid()
 def kecho(items):
     return [f"{x}@{PID}" for x in items]
 """
-
-
-@pytest.fixture
-def kernel(ray_cluster: Any) -> Iterator[Kernel]:
-    kernel = Kernel()
-    kernel.ok("%load_ext nbserve")
-    yield kernel
-    kernel.run("%serve down --all")
-    kernel.shutdown()
 
 
 def test_cell_deploys_and_the_name_is_a_callable_endpoint(kernel: Kernel) -> None:

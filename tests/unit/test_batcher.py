@@ -24,13 +24,21 @@ class SlowHandler:
         return [x * 10 for x in items]
 
 
+async def until(condition: Any, timeout: float = 5.0) -> None:
+    """Yield to the loop until ``condition()`` holds, or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.001)
+
+
 def test_inputs_that_queue_during_a_batch_form_the_next_one() -> None:
     handler = SlowHandler()
 
     async def scenario() -> list[Any]:
         batcher = Batcher(handler, max_size=32, wait_s=0.005)
         first = asyncio.ensure_future(batcher.submit(0))
-        await asyncio.sleep(0.01)  # the first input is running alone now
+        await until(lambda: handler.batches)  # the first input is running alone now
         rest = [asyncio.ensure_future(batcher.submit(i)) for i in range(1, 41)]
         return list(await asyncio.gather(first, *rest))
 
@@ -80,7 +88,7 @@ def test_cancelled_callers_are_left_out_of_the_batch() -> None:
     async def scenario() -> None:
         batcher = Batcher(handler, max_size=8, wait_s=0.001)
         busy = asyncio.ensure_future(batcher.submit(0))
-        await asyncio.sleep(0.01)
+        await until(lambda: handler.batches)
         gone = asyncio.ensure_future(batcher.submit(1))
         kept = asyncio.ensure_future(batcher.submit(2))
         await asyncio.sleep(0)
