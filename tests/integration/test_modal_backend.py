@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.helpers import wait_for
 from tests.kernels import Kernel
 
-CELL = "def shout(items):\n    return [x.upper() for x in items]\n"
+CELL = 'def shout(items):\n    print("nbserve-live batch of", len(items))\n    return [x.upper() for x in items]\n'
 
 
 def _no_credentials_env(home: Path) -> dict[str, str]:
@@ -81,6 +82,9 @@ def test_live_modal_deploy_call_status_down() -> None:
         response = requests.post(endpoint.url, json={"inputs": ["d", "e"]}, timeout=300)
         assert response.json() == {"outputs": ["D", "E"]}
         assert endpoint.status().state == "running"
+        # Modal's statistics and logs arrive with a delay: wait for them, with a deadline.
+        wait_for(lambda: endpoint.stats(window_s=600).items >= 5, 180, "Modal's statistics to count 5 items")
+        wait_for(lambda: "nbserve-live batch of" in endpoint.logs(), 180, "the handler's print in Modal's logs")
         started = time.monotonic()
         nbserve.deploy(CELL.replace("upper", "lower"), "nbserve_live_test", backend="modal", max_batch_size=4)
         assert endpoint("F") == "f", f"redeploy not serving after {time.monotonic() - started:.0f} s"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from nbserve.backends.base import Backend, DeployEvent, EndpointClient, EndpointInfo, EndpointStatus, ReplicaCounts
@@ -20,8 +21,10 @@ from nbserve.backends.modal.app import (
     service_caller,
     service_method_name,
 )
+from nbserve.backends.modal.figures import endpoint_stats, log_text
 from nbserve.cell import CellBundle
 from nbserve.errors import CredentialsError, DeployError, EndpointNotFoundError
+from nbserve.metrics import DEFAULT_WINDOW_S, EndpointStats
 from nbserve.program import Outcome
 from nbserve.spec import ServeSpec
 
@@ -99,19 +102,38 @@ class ModalBackend(Backend):
             status=self.status(name),
         )
 
-    def status(self, name: str) -> EndpointStatus:
+    def _method(self, spec: ServeSpec) -> Any:
+        """The deployed class's handler method: it sees every item, from HTTP and from Python."""
         import modal
 
-        spec, *_ = self._record(name)
         require_credentials()
         service = modal.Cls.from_name(modal_app_name(spec), CLASS_NAME)
-        method = getattr(service(), service_method_name(spec))
-        stats = method.get_current_stats()
+        return getattr(service(), service_method_name(spec))
+
+    def status(self, name: str) -> EndpointStatus:
+        spec, *_ = self._record(name)
+        stats = self._method(spec).get_current_stats()
         replicas = ReplicaCounts(
             running=stats.num_total_runners, target=max(spec.replicas.min, stats.num_total_runners)
         )
         message = f"{stats.backlog} inputs waiting" if stats.backlog else ""
         return EndpointStatus(name, "running", replicas, message)
+
+    def stats(self, name: str, window_s: float = DEFAULT_WINDOW_S) -> EndpointStats:
+        """Modal's function statistics of the handler: inputs, failures and end-to-end latency."""
+        spec, _, _, deployed_at = self._record(name)
+        method = self._method(spec)
+        now = datetime.now(timezone.utc)
+        # Modal keeps statistics for at most seven days per query.
+        born = max(datetime.fromtimestamp(deployed_at, timezone.utc), now - timedelta(days=7))
+        return endpoint_stats(
+            name,
+            window_s,
+            window=method.stats(since=now - timedelta(seconds=window_s), until=now),
+            lifetime=method.stats(since=min(born, now - timedelta(seconds=1)), until=now),
+            current=method.get_current_stats(),
+            min_replicas=spec.replicas.min,
+        )
 
     def list(self) -> list[EndpointInfo]:
         return [self.info(name) for name in sorted(self._deployed)]
@@ -125,10 +147,12 @@ class ModalBackend(Backend):
         del self._deployed[name]
 
     def logs(self, name: str, tail: int = 200) -> str:
+        """The app's most recent log lines (the web function's and the handler's containers)."""
+        import modal
+
         spec, *_ = self._record(name)
-        raise EndpointNotFoundError(
-            f"nbserve does not fetch Modal logs yet; run `modal app logs {modal_app_name(spec)}`"
-        )
+        require_credentials()
+        return log_text(modal.App.lookup(modal_app_name(spec)).logs.tail(tail))
 
     def deployed_cell(self, name: str) -> tuple[ServeSpec, CellBundle]:
         spec, bundle, *_ = self._record(name)
