@@ -1,10 +1,11 @@
-"""Where a redeploy's time goes: the cell stamps its own steps inside the new replica.
+"""Where a redeploy's time goes: the cell stamps its own steps inside the replica.
 
     python benchmarks/redeploy_profile.py [--runs 4]
 
-Prints, per redeploy of the quickstart model on a running cluster: the time until the new
-replica runs the cell's first line, its imports, the model load, until nbserve sees the new
-version serving, and the first answer. Also times `ray start` for the embedded cluster.
+Prints, per deploy of the quickstart model: the time until a replica runs the cell's first
+line (a new replica process on the first deploy; the running one, reloading, after that),
+its imports, the model load, until nbserve sees every replica on the new version, and the
+first answer. Also times `ray start` for the embedded cluster.
 Uses its own ports (NBSERVE_RAY_PORT=6589, NBSERVE_HTTP_PORT=8189) unless they are set.
 """
 
@@ -57,7 +58,7 @@ def main() -> None:
     began = time.time()
     cluster.start_embedded()
     print(f"ray start: {time.time() - began:.1f} s")
-    print("| replica process to the cell's first line | imports | model load | rollout seen | first answer |")
+    print("| until the cell's first line | imports | model load | rollout seen | first answer |")
     print("| --- | --- | --- | --- | --- |")
     for version in range(args.runs + 1):
         steps = redeploy(version)

@@ -28,14 +28,18 @@ def deploy_spec(
     *,
     namespace: Mapping[str, Any] | None = None,
     on_event: Callable[[DeployEvent], None] | None = None,
+    restart: bool = False,
 ) -> Endpoint:
-    """Check ``source`` against ``spec``, deploy it and return its ``Endpoint``."""
+    """Check ``source`` against ``spec``, deploy it and return its ``Endpoint``.
+
+    A running endpoint reloads the cell in its replicas; ``restart`` starts new ones instead.
+    """
     info = analyze_cell(source, handler=spec.handler, batched=spec.batched)
     bundle = make_bundle(
         spec.name, source, info, batched=spec.batched, namespace=namespace, provided=frozenset(spec.uses)
     )
     backend = get_backend(spec.backend, spec.address)
-    endpoint_info = backend.deploy(spec, bundle, on_event or (lambda event: None))
+    endpoint_info = backend.deploy(spec, bundle, on_event or (lambda event: None), restart=restart)
     registry.record_deployed(endpoint_info, address=spec.address)  # for the JupyterLab sidebar
     return Endpoint(backend, endpoint_info)
 
@@ -46,17 +50,20 @@ def deploy(
     *,
     namespace: Mapping[str, Any] | None = None,
     on_event: Callable[[DeployEvent], None] | None = None,
+    restart: bool = False,
     **flags: Any,
 ) -> Endpoint:
     """Deploy cell ``source`` as the ``%%serve`` magic would.
 
     ``flags`` are the magic's flags with underscores (``max_batch_size=32``, ``gpu="0.25"``,
     ``replicas="1:4"``, ``no_batch=True``). ``name`` defaults to the handler's name.
+    Re-deploying a running endpoint reloads the cell in its replicas; ``restart=True``
+    starts new replica processes (``--restart``).
     """
     if name is None:
         name = analyze_cell(source, handler=flags.get("handler"), batched=not flags.get("no_batch")).name
     spec = build_spec(name=name, environ=os.environ, **flags)
-    return deploy_spec(spec, source, namespace=namespace, on_event=on_event)
+    return deploy_spec(spec, source, namespace=namespace, on_event=on_event, restart=restart)
 
 
 def endpoint(name: str, *, backend: str = "ray", address: str | None = None) -> Endpoint:

@@ -19,6 +19,8 @@ from typing import Any, Generic, TypeVar
 __all__ = ["Batcher"]
 
 R = TypeVar("R")
+# Queued after the last input of a closed batcher: the worker ends when it gets there.
+_STOP: Any = object()
 
 
 class Batcher(Generic[R]):
@@ -42,6 +44,18 @@ class Batcher(Generic[R]):
         self._on_batch = on_batch
         self._queue: asyncio.Queue[tuple[float, Any, asyncio.Future[R]]] | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def close(self) -> None:
+        """Finish the inputs already submitted, then end the worker (and free ``run_batch``).
+
+        For the batcher of a replaced version of the cell. An input submitted later still
+        gets its output: the worker runs again for it and ends after it.
+        """
+        self._closed = True
+        if self._queue is not None and self._worker is not None and not self._worker.done():
+            self._queue.put_nowait((time.monotonic(), _STOP, None))  # type: ignore[arg-type]
+            await asyncio.shield(self._worker)
 
     async def submit(self, item: Any) -> R:
         """The output for ``item``, computed in a batch with whatever else is waiting."""
@@ -51,41 +65,57 @@ class Batcher(Generic[R]):
             self._worker = asyncio.ensure_future(self._work(self._queue))
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((time.monotonic(), item, future))
+        if self._closed:
+            self._queue.put_nowait((time.monotonic(), _STOP, None))  # type: ignore[arg-type]
         return await future
 
-    async def _next_batch(self, queue: asyncio.Queue[tuple[float, Any, asyncio.Future[R]]]) -> list[Any]:
+    async def _next_batch(self, queue: asyncio.Queue[tuple[float, Any, asyncio.Future[R]]]) -> tuple[list[Any], bool]:
+        """The next batch, and whether the worker ends after it (it reached a stop mark)."""
         first = await queue.get()
+        if first[1] is _STOP:
+            return [], True
         batch = [first]
         deadline = first[0] + self.wait_s  # counted from the oldest input's arrival
         while len(batch) < self.max_size:
             if not queue.empty():
-                batch.append(queue.get_nowait())
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(await asyncio.wait_for(queue.get(), remaining))
-            except asyncio.TimeoutError:
-                break
+                entry = queue.get_nowait()
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    entry = await asyncio.wait_for(queue.get(), remaining)
+                except asyncio.TimeoutError:
+                    break
+            if entry[1] is _STOP:
+                return self._live(batch), True
+            batch.append(entry)
+        return self._live(batch), False
+
+    @staticmethod
+    def _live(batch: list[tuple[float, Any, asyncio.Future[R]]]) -> list[tuple[float, Any, asyncio.Future[R]]]:
         return [entry for entry in batch if not entry[2].cancelled()]  # callers that gave up
 
     async def _work(self, queue: asyncio.Queue[tuple[float, Any, asyncio.Future[R]]]) -> None:
         while True:
-            batch = await self._next_batch(queue)
-            if not batch:
-                continue
-            if self._on_batch is not None:
-                self._on_batch(len(batch))
-            try:
-                outputs = await self._run_batch([item for _, item, _ in batch])
-                if len(outputs) != len(batch):
-                    raise RuntimeError(f"the batch function returned {len(outputs)} outputs for {len(batch)} inputs")
-            except Exception as exc:  # noqa: BLE001 - every caller of the batch gets the error
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, _, future), output in zip(batch, outputs, strict=True):
+            batch, last = await self._next_batch(queue)
+            if batch:
+                await self._run(batch)
+            if last:
+                return
+
+    async def _run(self, batch: list[tuple[float, Any, asyncio.Future[R]]]) -> None:
+        if self._on_batch is not None:
+            self._on_batch(len(batch))
+        try:
+            outputs = await self._run_batch([item for _, item, _ in batch])
+            if len(outputs) != len(batch):
+                raise RuntimeError(f"the batch function returned {len(outputs)} outputs for {len(batch)} inputs")
+        except Exception as exc:  # noqa: BLE001 - every caller of the batch gets the error
+            for _, _, future in batch:
                 if not future.done():
-                    future.set_result(output)
+                    future.set_exception(exc)
+            return
+        for (_, _, future), output in zip(batch, outputs, strict=True):
+            if not future.done():
+                future.set_result(output)

@@ -86,6 +86,11 @@ class ServeMagics(Magics):
     @argument("--pip", nargs="+", default=[], metavar="PKG", help="pip packages for the replicas' environment")
     @argument("--env", nargs="+", action="append", default=[], metavar="K=V", help="environment variables of replicas")
     @argument("--uses", default="", metavar="NAME[,NAME...]", help="deployed endpoints the cell calls by handle")
+    @argument(
+        "--restart",
+        action="store_true",
+        help="start new replica processes instead of reloading the cell in the running ones",
+    )
     @line_cell_magic
     def serve(self, line: str, cell: str | None = None) -> None:
         """Turn a cell into a batched inference endpoint, or manage endpoints.
@@ -128,7 +133,7 @@ class ServeMagics(Magics):
                 environ=os.environ,
             )
             progress = DeployProgress(spec.name)
-            endpoint = api.deploy_spec(spec, source, namespace=shell.user_ns, on_event=progress)
+            endpoint = api.deploy_spec(spec, source, namespace=shell.user_ns, on_event=progress, restart=args.restart)
         except (SpecError, CellError, ClusterError, CredentialsError, EndpointNotFoundError) as exc:
             raise UsageError(str(exc)) from None
         shell.user_ns[spec.name] = endpoint

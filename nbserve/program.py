@@ -88,11 +88,23 @@ class CellProgram:
         self.module = types.ModuleType(f"nbserve_cell_{bundle.name}")
         self.module.__dict__.update(bundle.constants)
         self.module.__dict__.update(provided or {})  # e.g. handles of the endpoints it uses
-        self._run_setup()
-        handler = self.module.__dict__.get(bundle.handler)
-        if not callable(handler):
-            sys.modules.pop(self.module.__name__, None)
-            raise SetupFailedError(f"after setup, {bundle.handler} is not a function of the cell")
+        # A replica reloading the cell still serves the previous program, which registered the
+        # same module name and pseudo file: a failed setup must give them back, not drop them.
+        previous_module = sys.modules.get(self.module.__name__)
+        previous_lines = linecache.cache.get(bundle.filename)
+        try:
+            self._run_setup()
+            handler = self.module.__dict__.get(bundle.handler)
+            if not callable(handler):
+                raise SetupFailedError(f"after setup, {bundle.handler} is not a function of the cell")
+        except SetupFailedError:
+            if previous_module is None:
+                sys.modules.pop(self.module.__name__, None)
+            else:
+                sys.modules[self.module.__name__] = previous_module
+            if previous_lines is not None:
+                linecache.cache[bundle.filename] = previous_lines
+            raise
         self.handler: Callable[[Any], Any] = handler
         # One worker: a sync handler runs off the event loop (health checks and request
         # intake stay responsive) but never concurrently with itself, as models expect.
@@ -109,7 +121,6 @@ class CellProgram:
             sys.modules[self.module.__name__] = self.module
             exec(compile(source, filename, "exec"), self.module.__dict__)
         except BaseException as exc:  # noqa: BLE001 - any setup failure must reach the kernel
-            sys.modules.pop(self.module.__name__, None)
             text = cell_traceback(exc, filename)
             raise SetupFailedError(f"{SETUP_TRACEBACK_BEGIN}\n{text}{SETUP_TRACEBACK_END}") from None
 
@@ -163,4 +174,5 @@ class CellProgram:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
-        sys.modules.pop(self.module.__name__, None)
+        if sys.modules.get(self.module.__name__) is self.module:  # not a newer program's
+            sys.modules.pop(self.module.__name__, None)

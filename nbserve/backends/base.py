@@ -102,8 +102,18 @@ class Backend(ABC):
     name: ClassVar[str]
 
     @abstractmethod
-    def deploy(self, spec: ServeSpec, bundle: CellBundle, on_event: Callable[[DeployEvent], None]) -> EndpointInfo:
+    def deploy(
+        self,
+        spec: ServeSpec,
+        bundle: CellBundle,
+        on_event: Callable[[DeployEvent], None],
+        *,
+        restart: bool = False,
+    ) -> EndpointInfo:
         """Deploy (or redeploy in place) and return once the endpoint answers.
+
+        ``restart`` asks for new replica processes where the backend would otherwise reload
+        the cell in the running ones.
 
         Raises ``DeployError`` with nothing left half-deployed: a new endpoint is removed, a
         failed update is rolled back to the version that served before.

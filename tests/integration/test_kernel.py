@@ -42,6 +42,14 @@ def test_cell_deploys_and_the_name_is_a_callable_endpoint(kernel: Kernel) -> Non
     served = r"requests served \(total\)\s+6\b"  # call, acall, map (3 chunks of 8), one HTTP POST
     wait_for(lambda: re.search(served, kernel.ok("%serve status kecho").stdout), 10, "the calls in %serve status")
 
+    # Re-running the cell reloads it in the running replica; --restart starts a new one.
+    pid = kernel.ok("print(kecho('a'))").stdout.strip().split("@")[1]
+    assert "reloading in place" in kernel.ok(CELL).text
+    assert kernel.ok("print(kecho('a'))").stdout.strip() == f"a@{pid}"
+    restarted = kernel.ok(CELL.replace("--max-batch-size 8", "--max-batch-size 8 --restart"))
+    assert "replacing replicas" in restarted.text
+    assert kernel.ok("print(kecho('a'))").stdout.strip() != f"a@{pid}"
+
 
 def test_bad_flags_and_cells_are_usage_errors_and_deploy_nothing(kernel: Kernel) -> None:
     cases = {

@@ -99,6 +99,24 @@ def test_cancelled_callers_are_left_out_of_the_batch() -> None:
     assert handler.batches == [[0], [2]]
 
 
+def test_close_finishes_what_was_submitted_then_ends_the_worker() -> None:
+    handler = SlowHandler()
+
+    async def scenario() -> tuple[list[Any], Any, bool]:
+        batcher = Batcher(handler, max_size=4, wait_s=0.005)
+        waiting = [asyncio.ensure_future(batcher.submit(i)) for i in range(6)]
+        await until(lambda: handler.batches)  # a batch runs, more inputs queue behind it
+        await batcher.close()
+        worker_done = batcher._worker is not None and batcher._worker.done()
+        late = await batcher.submit(7)  # an input that reached a closed batcher still gets its output
+        return [await w for w in waiting], late, worker_done
+
+    outputs, late, worker_done = asyncio.run(scenario())
+    assert outputs == [0, 10, 20, 30, 40, 50]
+    assert late == 70
+    assert worker_done
+
+
 def test_sizes_are_validated() -> None:
     with pytest.raises(ValueError, match="max_size"):
         Batcher(SlowHandler(), max_size=0, wait_s=0.01)

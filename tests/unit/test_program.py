@@ -331,6 +331,25 @@ def test_setup_failure_unregisters_the_cell_module(make_program: MakeProgram, na
     assert f"nbserve_cell_{name}" not in sys.modules
 
 
+def test_a_failed_reload_leaves_the_running_program_registered(make_program: MakeProgram) -> None:
+    """A replica reloading the cell keeps serving the running program when the new one fails."""
+    import linecache
+
+    running = make_program("VERSION = 1\ndef f(xs):\n    return [VERSION for _ in xs]\n", name="reload")
+    with pytest.raises(SetupFailedError):
+        make_program("raise RuntimeError('bad version')\ndef f(xs):\n    return xs\n", name="reload")
+    assert sys.modules["nbserve_cell_reload"] is running.module
+    assert linecache.getline("<serve reload>", 1) == "VERSION = 1\n"
+    assert values(asyncio.run(running.run_batch(["x"]))) == [1]
+
+
+def test_closing_a_replaced_program_keeps_the_new_one_registered(make_program: MakeProgram) -> None:
+    old = make_program("def f(xs):\n    return xs\n", name="swap")
+    new = make_program("def f(xs):\n    return [1 for _ in xs]\n", name="swap")
+    old.close()
+    assert sys.modules["nbserve_cell_swap"] is new.module
+
+
 def test_handler_rebound_to_a_non_function(make_program: MakeProgram) -> None:
     source = "def f(xs):\n    return xs\n\nf = 3\n"
     with pytest.raises(SetupFailedError, match="f is not a function of the cell"):

@@ -66,7 +66,14 @@ class ModalBackend(Backend):
         # cell are needed again for export and for the endpoint's description.
         self._deployed: dict[str, tuple[ServeSpec, CellBundle, str, float]] = {}
 
-    def deploy(self, spec: ServeSpec, bundle: CellBundle, on_event: Callable[[DeployEvent], None]) -> EndpointInfo:
+    def deploy(
+        self,
+        spec: ServeSpec,
+        bundle: CellBundle,
+        on_event: Callable[[DeployEvent], None],
+        *,
+        restart: bool = False,  # every Modal deploy rolls out new containers
+    ) -> EndpointInfo:
         require_credentials()
         started = time.monotonic()
         parts = build_modal_parts(spec, bundle)

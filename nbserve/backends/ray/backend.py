@@ -19,7 +19,7 @@ from nbserve.backends.base import (
     with_status,
 )
 from nbserve.backends.ray import cluster
-from nbserve.backends.ray.options import deployment_options, replica_demand
+from nbserve.backends.ray.options import deployment_options, ray_actor_options, replica_demand
 from nbserve.cell import CellBundle
 from nbserve.errors import (
     DeployError,
@@ -34,7 +34,7 @@ from nbserve.spec import ServeSpec
 
 __all__ = ["RayBackend"]
 
-POLL_S = 0.2
+POLL_S = 0.1
 DEPLOY_TIMEOUT_S = 900.0
 # How long replicas may wait for resources the cluster does not have free before the
 # deploy is called off (the embedded cluster never grows, so waiting longer cannot help).
@@ -120,6 +120,10 @@ class RayBackend(Backend):
             self._cluster = None
         if self._cluster is None or not ray.is_initialized():
             self._cluster = cluster.connect(self.address, on_status)
+            from nbserve.backends.ray import collector
+
+            # Started now, beside Serve's controller: a first replica reports its load to it.
+            collector.get_collector(create=True)
         return self._cluster
 
     def url(self, route: str) -> str:
@@ -150,7 +154,14 @@ class RayBackend(Backend):
             return None
 
     # -- deploy -----------------------------------------------------------------------
-    def deploy(self, spec: ServeSpec, bundle: CellBundle, on_event: Callable[[DeployEvent], None]) -> EndpointInfo:
+    def deploy(
+        self,
+        spec: ServeSpec,
+        bundle: CellBundle,
+        on_event: Callable[[DeployEvent], None],
+        *,
+        restart: bool = False,
+    ) -> EndpointInfo:
         started = time.monotonic()
 
         def event(phase: str, **kwargs: Any) -> None:
@@ -165,9 +176,11 @@ class RayBackend(Backend):
                 "deploy it first (each endpoint a cell may use must already run)"
             )
         previous = self._describe(spec.name) if spec.name in self._applications() else None
+        code_version = _code_version(previous, restart)
+        phase = "starting" if previous is None else _update_phase(previous, spec, code_version)
         try:
-            version = self._submit(spec, bundle)
-            self._wait_running(spec, version, event, updating=previous is not None)
+            version = self._submit(spec, bundle, code_version)
+            self._wait_running(spec, version, event, phase)
         except BaseException as exc:  # KeyboardInterrupt too: never leave a half deployment
             self._undo(spec.name, previous, event)
             if isinstance(exc, DeployError) and previous is not None:
@@ -175,18 +188,37 @@ class RayBackend(Backend):
             raise
         return self.info(spec.name)
 
-    def _submit(self, spec: ServeSpec, bundle: CellBundle) -> float:
-        """Start a rolling deploy; return the new version's stamp (its ``deployed_at``)."""
+    def _submit(
+        self, spec: ServeSpec, bundle: CellBundle, code_version: str, deployed_at: float | None = None
+    ) -> float:
+        """Start a deploy of the cell; return the version's stamp (its ``deployed_at``).
+
+        The cell travels in ``user_config`` under a fixed code version, so on a running
+        endpoint Serve reloads it inside the live replicas (``CellReplica.reconfigure``)
+        rather than replacing them; options that need new processes (resources, ``--pip``)
+        still make Serve start new replicas, as it always does.
+        """
         from ray import serve
         from ray.serve.api import RunTarget
 
-        from nbserve.backends.ray.replica import CELL_DEPLOYMENT, CellReplica
+        from nbserve.backends.ray import collector
+        from nbserve.backends.ray.replica import CELL_DEPLOYMENT, CellReplica, cell_config
 
-        deployment = serve.deployment(name=CELL_DEPLOYMENT, **deployment_options(spec))(CellReplica)
-        version = time.time()
-        app = deployment.bind(bundle, spec, version)
+        if deployed_at is None:
+            version = time.time()  # a new stamp: no replica has reported on it yet
+        else:
+            version = deployed_at
+            collector.clear_loads(spec.name, version)  # a rollback waits on fresh reports, not old ones
+        deployment = serve.deployment(
+            name=CELL_DEPLOYMENT,
+            user_config=cell_config(bundle, spec, version, code_version),
+            **deployment_options(spec),
+        )(CellReplica)
+        # Serve's public API gives every deploy a random code version, which restarts every
+        # replica; `version` is only settable as an internal option (Ray 2.60).
+        deployment = deployment.options(version=code_version, _internal=True)
         serve.run_many(
-            [RunTarget(target=app, name=spec.name, route_prefix=spec.route)],
+            [RunTarget(target=deployment.bind(), name=spec.name, route_prefix=spec.route)],
             wait_for_applications_running=False,
         )
         return version
@@ -201,14 +233,17 @@ class RayBackend(Backend):
             return
         event("rolling back to the previous version")
         spec: ServeSpec = previous["spec"]
-        version = self._submit(spec, previous["bundle"])
+        # The previous stamp: replicas that kept serving that version have nothing to reload.
+        code_version = previous.get("code_version") or _code_version(None, restart=False)
+        version = self._submit(spec, previous["bundle"], code_version, deployed_at=previous["deployed_at"])
         with contextlib.suppress(DeployError):
-            self._wait_running(spec, version, event, updating=True)
+            self._wait_running(spec, version, event, "rolling back")
 
-    def _wait_running(self, spec: ServeSpec, version: float, event: Callable[..., None], *, updating: bool) -> None:
-        """Wait for ``version`` to run on every replica, or raise as soon as it cannot."""
+    def _wait_running(self, spec: ServeSpec, version: float, event: Callable[..., None], phase: str) -> None:
+        """Wait until every running replica has loaded ``version``, or raise as soon as one cannot."""
+        from nbserve.backends.ray import collector
+
         target = spec.replicas.min
-        phase = "updating" if updating else "starting"
         deadline = time.monotonic() + DEPLOY_TIMEOUT_S
         pending_since: float | None = None
         while True:
@@ -222,12 +257,17 @@ class RayBackend(Backend):
                     raise SetupFailedError(f"the setup code of {spec.name} raised in its replica:\n\n{setup_tb}")
                 if status == "DEPLOY_FAILED":
                     raise DeployError(f"{spec.name} failed to deploy:\n{message}")
+                # Each replica reports the version it loaded; a running replica that could not
+                # load it keeps serving the previous one, which Serve cannot see.
+                reports = collector.load_reports(spec.name, version)
+                failure = next((error for error in reports.values() if error), None)
+                if failure is not None:
+                    setup_tb = _setup_traceback(failure) or failure
+                    raise SetupFailedError(f"the setup code of {spec.name} raised in its replica:\n\n{setup_tb}")
                 settled = (
                     status == "RUNNING" and counts.running >= target and not counts.starting and not counts.stopping
                 )
-                # Serve may still report the old version's RUNNING just after a redeploy:
-                # only a replica stamped with this version proves the rollout is done.
-                if settled and (target == 0 or self._serving_version(spec.name) == version):
+                if settled and len(reports) >= counts.running:
                     event(phase, running=counts.running, target=target)
                     return
                 event(phase, running=counts.running, target=target)
@@ -245,10 +285,6 @@ class RayBackend(Backend):
             if time.monotonic() > deadline:
                 raise DeployError(f"{spec.name} did not start within {DEPLOY_TIMEOUT_S:.0f} s")
             time.sleep(POLL_S)
-
-    def _serving_version(self, name: str) -> float | None:
-        description = self._describe(name, timeout_s=5.0)
-        return description["deployed_at"] if description else None
 
     # -- resources --------------------------------------------------------------------
     def _check_fits(self, spec: ServeSpec, info: cluster.ClusterInfo) -> None:
@@ -425,6 +461,30 @@ class RayBackend(Backend):
             body = "\n".join(_ANSI.sub("", line) for line in lines if line.strip()) or "(no output yet)"
             sections.append(f"--- replica {actor.actor_id[:8]} (pid {actor.pid}) ---\n{body}")
         return "\n".join(sections)
+
+
+def _code_version(previous: dict[str, Any] | None, restart: bool) -> str:
+    """Serve's code version for a deploy: the running one reloads the cell in place.
+
+    It changes, and Serve starts new replica processes, when nbserve's own code changed or
+    the user asked for ``--restart``.
+    """
+    from nbserve.backends.ray.replica import replica_code_version
+
+    current = replica_code_version()
+    if restart:
+        return f"{current}-restart-{time.time_ns()}"
+    running = str(previous.get("code_version") or "") if previous else ""
+    return running if running.startswith(current) else current
+
+
+def _update_phase(previous: dict[str, Any], spec: ServeSpec, code_version: str) -> str:
+    """What a redeploy does to the running replicas, in the words the progress line shows."""
+    if previous.get("code_version") != code_version:
+        return "replacing replicas (--restart, or a new nbserve)"
+    if ray_actor_options(previous["spec"]) != ray_actor_options(spec):
+        return "replacing replicas (new resources or environment)"
+    return "reloading in place"
 
 
 def _fits(demand: dict[str, float], resources: dict[str, float]) -> bool:

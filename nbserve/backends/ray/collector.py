@@ -1,8 +1,11 @@
-"""The cluster's metrics collector: one detached actor that holds every endpoint's window.
+"""The cluster's collector: one detached actor that holds every endpoint's metrics window
+and which version of its cell each replica loaded.
 
 Replicas ship their samples to it once a second (``ReplicaMetrics``); kernels, the CLI and
-the Jupyter server read figures from it. Being detached, it outlives the kernels that
-deployed the endpoints, like the endpoints themselves; it costs no CPU reservation.
+the Jupyter server read figures from it. A replica that loads a version of the cell reports
+the outcome here, so the deploying kernel learns about every replica, not only the one a
+handle call would reach. Being detached, the actor outlives the kernels that deployed the
+endpoints, like the endpoints themselves; it costs no CPU reservation.
 """
 
 from __future__ import annotations
@@ -25,15 +28,25 @@ from nbserve.metrics import (
     SeriesPoint,
 )
 
-__all__ = ["COLLECTOR_NAME", "NAMESPACE", "ReplicaMetrics", "get_collector"]
+__all__ = [
+    "COLLECTOR_NAME",
+    "NAMESPACE",
+    "ReplicaMetrics",
+    "clear_loads",
+    "get_collector",
+    "load_reports",
+    "report_load",
+]
 
 # Versioned: a cluster that outlives an upgrade keeps its old collector, and the new
 # replicas must not ship to it. Bump when the actor's methods change.
-COLLECTOR_NAME = "nbserve_metrics_v1"
+COLLECTOR_NAME = "nbserve_metrics_v2"
 NAMESPACE = "nbserve"
 # Set to 0 in a replica's environment (``--env NBSERVE_METRICS=0``) to record nothing: used
 # to measure what monitoring costs.
 METRICS_ENV = "NBSERVE_METRICS"
+# Versions of a cell whose load reports are kept per endpoint (a deploy waits on the newest).
+KEPT_VERSIONS = 8
 
 
 @ray.remote(num_cpus=0, max_restarts=-1)
@@ -41,6 +54,8 @@ class MetricsCollector:
     def __init__(self) -> None:
         self._windows: dict[str, MetricsWindow] = {}
         self._forgotten: dict[str, float] = {}  # endpoint -> when it was deleted
+        # endpoint -> version (its deployed_at) -> replica -> None when loaded, else the error
+        self._loads: dict[str, dict[float, dict[str, str | None]]] = {}
 
     def record(
         self,
@@ -65,8 +80,21 @@ class MetricsCollector:
         window = self._windows.get(endpoint)
         return window.series(span_s, step_s) if window else []
 
+    def report_load(self, endpoint: str, version: float, replica: str, error: str | None) -> None:
+        versions = self._loads.setdefault(endpoint, {})
+        versions.setdefault(version, {})[replica] = error
+        for old in sorted(versions)[:-KEPT_VERSIONS]:
+            del versions[old]
+
+    def load_reports(self, endpoint: str, version: float) -> dict[str, str | None]:
+        return dict(self._loads.get(endpoint, {}).get(version, {}))
+
+    def clear_loads(self, endpoint: str, version: float) -> None:
+        self._loads.get(endpoint, {}).pop(version, None)
+
     def forget(self, endpoint: str) -> None:
         self._windows.pop(endpoint, None)
+        self._loads.pop(endpoint, None)
         self._forgotten[endpoint] = time.time()
 
 
@@ -103,6 +131,27 @@ def forget(endpoint: str) -> None:
     if collector is not None:
         with contextlib.suppress(Exception):
             ray.get(collector.forget.remote(endpoint), timeout=10)
+
+
+async def report_load(endpoint: str, version: float, replica: str, error: str | None) -> None:
+    """From a replica: it loaded ``version`` of the cell (``error`` None) or could not."""
+    await get_collector(create=True).report_load.remote(endpoint, version, replica, error)
+
+
+def load_reports(endpoint: str, version: float) -> dict[str, str | None]:
+    """Replica -> ``None`` (loaded) or the setup error, for one version of an endpoint's cell."""
+    collector = get_collector()
+    if collector is None:
+        return {}
+    reports: dict[str, str | None] = ray.get(collector.load_reports.remote(endpoint, version), timeout=10)
+    return reports
+
+
+def clear_loads(endpoint: str, version: float) -> None:
+    """Before a deploy of ``version``: drop earlier reports of it (a rollback deploys it again)."""
+    collector = get_collector()
+    if collector is not None:
+        ray.get(collector.clear_loads.remote(endpoint, version), timeout=10)
 
 
 class ReplicaMetrics:
