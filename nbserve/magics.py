@@ -76,6 +76,12 @@ class ServeMagics(Magics):
     @argument("--memory", default=None, help="memory per replica, e.g. 4GiB")
     @argument("--replicas", default=None, help="N replicas, or MIN:MAX to autoscale (default 1)")
     @argument("--target-ongoing", default=None, help="autoscaling target of ongoing requests per replica")
+    @argument(
+        "--scaledown-window",
+        default=None,
+        metavar="S",
+        help="idle seconds before a replica above MIN is stopped (with --replicas MIN:MAX)",
+    )
     @argument("--max-batch-size", default=None, help=f"largest batch (default {DEFAULT_MAX_BATCH_SIZE})")
     @argument(
         "--batch-wait-ms", default=None, help=f"wait to fill a batch (default {DEFAULT_BATCH_WAIT_S * 1000:g} ms)"
@@ -125,6 +131,7 @@ class ServeMagics(Magics):
                 memory=args.memory,
                 replicas=args.replicas,
                 target_ongoing=args.target_ongoing,
+                scaledown_window=args.scaledown_window,
                 route=args.route,
                 address=args.address,
                 pip=args.pip,

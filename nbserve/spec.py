@@ -39,6 +39,9 @@ DEFAULT_BATCH_WAIT_S = 0.005
 # Far above what one replica could fill; a typo such as 32000 is more likely than intent.
 MAX_BATCH_SIZE_LIMIT = 4096
 MAX_BATCH_WAIT_S = 10.0
+# --scaledown-window: Modal accepts 2 to 3600 s; Ray's downscale_delay_s gets the same rule,
+# so a cell moves between backends unchanged.
+SCALEDOWN_WINDOW_RANGE_S = (2, 3600)
 
 # GPU types as Ray's accelerator_type names them (Modal's names for the same cards are
 # mapped by its backend). A type outside this list is far more often a typo than a card.
@@ -123,6 +126,7 @@ class ServeSpec:
     memory_bytes: int | None = None
     replicas: ReplicaRange = ReplicaRange(1, 1)
     target_ongoing: float | None = None
+    scaledown_window_s: int | None = None  # idle seconds before a replica above MIN goes
     route: str = ""
     address: str | None = None
     pip: tuple[str, ...] = ()
@@ -165,6 +169,8 @@ class ServeSpec:
             flags["replicas"] = str(self.replicas)
         if self.target_ongoing is not None:
             flags["target_ongoing"] = self.target_ongoing
+        if self.scaledown_window_s is not None:
+            flags["scaledown_window"] = self.scaledown_window_s
         if self.route != f"/{self.name}":
             flags["route"] = self.route
         if self.pip:
@@ -409,6 +415,7 @@ def build_spec(
     memory: str | None = None,
     replicas: str | int | None = None,
     target_ongoing: float | str | None = None,
+    scaledown_window: int | str | None = None,
     route: str | None = None,
     address: str | None = None,
     pip: Iterable[str] = (),
@@ -421,6 +428,7 @@ def build_spec(
     batch_wait_value: float | None = _number("--batch-wait-ms", batch_wait_ms, float)
     cpus_value: float | None = _number("--cpus", cpus, float)
     target_value: float | None = _number("--target-ongoing", target_ongoing, float)
+    scaledown_value: int | None = _number("--scaledown-window", scaledown_window, int)
     if backend not in BACKENDS:
         raise SpecError("--backend", backend, f"the backend must be one of {', '.join(BACKENDS)}", "Use --backend ray.")
     name = parse_name(name)
@@ -473,6 +481,23 @@ def build_spec(
                 "Add --replicas MIN:MAX, e.g. --replicas 1:4.",
             )
 
+    if scaledown_value is not None:
+        low, high = SCALEDOWN_WINDOW_RANGE_S
+        if not low <= scaledown_value <= high:
+            raise SpecError(
+                "--scaledown-window",
+                scaledown_value,
+                f"the window must be between {low} and {high} seconds (Modal's limits, kept on Ray too)",
+                "Use e.g. --scaledown-window 60.",
+            )
+        if not replica_range.autoscaling:
+            raise SpecError(
+                "--scaledown-window",
+                scaledown_value,
+                "the scale-down window only applies to a replica range",
+                "Add --replicas MIN:MAX, e.g. --replicas 0:4.",
+            )
+
     env_pairs = parse_env(env)
     used = parse_uses(uses, name)
     if used and backend == "modal":
@@ -501,6 +526,7 @@ def build_spec(
         memory_bytes=parse_memory(memory) if memory is not None else None,
         replicas=replica_range,
         target_ongoing=target_value,
+        scaledown_window_s=scaledown_value,
         route=parse_route(route) if route is not None else "",
         address=resolved_address if backend == "ray" else None,
         pip=tuple(pip),

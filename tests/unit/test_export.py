@@ -42,7 +42,9 @@ def test_cell_with_triple_quotes_and_backslashes_survives_export() -> None:
 
 
 def test_rayservice_manifest_has_kuberay_fields_and_a_valid_serve_config() -> None:
-    spec = build_spec(name="shout_v2", gpu="0.25", replicas="1:4", cpus=0.5, pip=["numpy"], env=["A=1"])
+    spec = build_spec(
+        name="shout_v2", gpu="0.25", replicas="1:4", cpus=0.5, pip=["numpy"], env=["A=1"], scaledown_window=120
+    )
     manifest = yaml.safe_load(render_rayservice(spec, "shout_v2_app"))
     assert manifest["apiVersion"] == "ray.io/v1"
     assert manifest["kind"] == "RayService"
@@ -61,7 +63,12 @@ def test_rayservice_manifest_has_kuberay_fields_and_a_valid_serve_config() -> No
     assert app["runtime_env"]["pip"][1:] == ["numpy"]
     assert app["runtime_env"]["env_vars"] == {"A": "1"}
     deployment = app["deployments"][0]
-    assert deployment["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 32.0}
+    assert deployment["autoscaling_config"] == {
+        "min_replicas": 1,
+        "max_replicas": 4,
+        "target_ongoing_requests": 32.0,
+        "downscale_delay_s": 120.0,
+    }
     assert deployment["ray_actor_options"] == {"num_cpus": 0.5, "num_gpus": 0.25}
 
 

@@ -182,8 +182,9 @@ def test_cls_options_for_fixed_replicas() -> None:
 
 
 def test_cls_options_for_autoscaling_replicas() -> None:
-    options = cls_options(modal_spec(replicas="0:4", memory="1.5GB", cpus="0"))
+    options = cls_options(modal_spec(replicas="0:4", memory="1.5GB", cpus="0", scaledown_window="45"))
     assert (options["min_containers"], options["max_containers"]) == (0, 4)
+    assert options["scaledown_window"] == 45
     assert options["memory"] == 1431  # 1.5e9 bytes, rounded up to whole MiB
     assert options["cpu"] is None  # Modal's default share rather than a zero request
     assert options["gpu"] is None

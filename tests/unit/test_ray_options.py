@@ -34,6 +34,9 @@ def test_replica_range_becomes_autoscaling() -> None:
     explicit = deployment_options(build_spec(name="e", replicas="0:2", target_ongoing="3"))
     assert explicit["autoscaling_config"]["target_ongoing_requests"] == 3.0
     assert explicit["autoscaling_config"]["min_replicas"] == 0
+    assert "downscale_delay_s" not in explicit["autoscaling_config"]  # Ray's default (600 s)
+    windowed = deployment_options(build_spec(name="e", replicas="0:2", scaledown_window=45))
+    assert windowed["autoscaling_config"]["downscale_delay_s"] == 45.0
 
 
 def test_runtime_environment_from_pip_and_env() -> None:

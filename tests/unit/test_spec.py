@@ -280,6 +280,7 @@ def test_build_spec_all_flags() -> None:
         memory="16GiB",
         replicas="1:4",
         target_ongoing=8,
+        scaledown_window="90",
         route="/models/embed",
         address="ray://head:10001",
         pip=["numpy", "torch"],
@@ -292,6 +293,9 @@ def test_build_spec_all_flags() -> None:
     assert spec.memory_bytes == 16 * 2**30
     assert spec.replicas == ReplicaRange(1, 4)
     assert spec.target_ongoing == 8
+    assert spec.scaledown_window_s == 90
+    assert build_spec(**spec.flags(), address=spec.address) == spec  # exports rebuild specs from flags
+    assert "--scaledown-window 90" in spec.magic_line()
     assert spec.route == "/models/embed"
     assert spec.address == "ray://head:10001"
     assert spec.pip == ("numpy", "torch")
@@ -392,6 +396,10 @@ def test_build_spec_rejects_fractional_sizes_and_booleans(flag: str, kwargs: dic
         ({"target_ongoing": "8", "replicas": "2"}, "--target-ongoing", "replica range", "--replicas MIN:MAX"),
         ({"target_ongoing": 0, "replicas": "1:4"}, "--target-ongoing", "greater than zero", "--target-ongoing 16"),
         ({"target_ongoing": -2, "replicas": "1:4"}, "--target-ongoing", "greater than zero", "--target-ongoing 16"),
+        ({"scaledown_window": 60}, "--scaledown-window", "only applies to a replica range", "--replicas 0:4"),
+        ({"scaledown_window": 1, "replicas": "0:2"}, "--scaledown-window", "between 2 and 3600", "60"),
+        ({"scaledown_window": "4000", "replicas": "0:2"}, "--scaledown-window", "between 2 and 3600", "60"),
+        ({"scaledown_window": "1.5", "replicas": "0:2"}, "--scaledown-window", "whole number", "--scaledown-window 8"),
         ({"replicas": "4:1"}, "--replicas", "0 <= MIN <= MAX", "4:4"),
         ({"replicas": 0}, "--replicas", "at least 1", "0:N"),
         ({"replicas": "x"}, "--replicas", "whole number", "--replicas 2"),

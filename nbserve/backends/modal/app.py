@@ -153,7 +153,7 @@ def cls_options(spec: ServeSpec) -> dict[str, Any]:
         "memory": math.ceil(spec.memory_bytes / 2**20) if spec.memory_bytes else None,
         "min_containers": spec.replicas.min,
         "max_containers": spec.replicas.max,
-        "scaledown_window": DEFAULT_SCALEDOWN_WINDOW_S,
+        "scaledown_window": spec.scaledown_window_s or DEFAULT_SCALEDOWN_WINDOW_S,
         "startup_timeout": DEFAULT_STARTUP_TIMEOUT_S,
     }
     return options

@@ -58,6 +58,8 @@ def deployment_options(spec: ServeSpec) -> dict[str, Any]:
             "max_replicas": spec.replicas.max,
             "target_ongoing_requests": spec.target_ongoing or default_target,
         }
+        if spec.scaledown_window_s is not None:
+            options["autoscaling_config"]["downscale_delay_s"] = float(spec.scaledown_window_s)
     else:
         options["num_replicas"] = spec.replicas.min
     return options
