@@ -39,6 +39,7 @@ DEPLOY_TIMEOUT_S = 900.0
 # How long replicas may wait for resources the cluster does not have free before the
 # deploy is called off (the embedded cluster never grows, so waiting longer cannot help).
 PENDING_GRACE_S = 4.0
+PENDING_CHECK_S = 1.0
 
 _STATE_NAMES = {
     "NOT_STARTED": "deploying",
@@ -246,6 +247,7 @@ class RayBackend(Backend):
         target = spec.replicas.min
         deadline = time.monotonic() + DEPLOY_TIMEOUT_S
         pending_since: float | None = None
+        next_pending_check = 0.0
         while True:
             overview = self._applications().get(spec.name)
             if overview is not None:
@@ -272,16 +274,20 @@ class RayBackend(Backend):
                     return
                 event(phase, running=counts.running, target=target)
                 # Only the embedded cluster cannot grow; elsewhere replicas may wait for nodes.
+                # The check asks Ray's state API: once a second, not on every poll, so that it
+                # does not take CPU from the replica that is starting.
                 embedded = self._cluster is not None and self._cluster.embedded
-                pending = self._pending_replicas(spec) if embedded and counts.starting else 0
-                # A replica also waits while Ray builds its runtime environment (--pip): only
-                # a replica that does not fit in what is free is short of resources.
-                if pending and not counts.stopping and not self._fits_now(spec):
-                    pending_since = pending_since or time.monotonic()
-                    if time.monotonic() - pending_since > PENDING_GRACE_S:
-                        raise InsufficientResourcesError(self._pending_report(spec, pending))
-                else:
-                    pending_since = None
+                if embedded and counts.starting and time.monotonic() >= next_pending_check:
+                    next_pending_check = time.monotonic() + PENDING_CHECK_S
+                    pending = self._pending_replicas(spec)
+                    # A replica also waits while Ray builds its runtime environment (--pip):
+                    # only a replica that does not fit in what is free is short of resources.
+                    if pending and not counts.stopping and not self._fits_now(spec):
+                        pending_since = pending_since or time.monotonic()
+                        if time.monotonic() - pending_since > PENDING_GRACE_S:
+                            raise InsufficientResourcesError(self._pending_report(spec, pending))
+                    else:
+                        pending_since = None
             if time.monotonic() > deadline:
                 raise DeployError(f"{spec.name} did not start within {DEPLOY_TIMEOUT_S:.0f} s")
             time.sleep(POLL_S)

@@ -36,7 +36,6 @@ from nbserve.backends.ray.collector import ReplicaMetrics
 from nbserve.backends.ray.uses import UsedEndpoint
 from nbserve.batcher import Batcher
 from nbserve.cell import CellBundle
-from nbserve.errors import SetupFailedError
 from nbserve.program import CellProgram, Outcome
 from nbserve.spec import ServeSpec
 
@@ -136,20 +135,21 @@ class CellReplica:
 
     async def reconfigure(self, config: dict[str, Any]) -> None:
         """Serve's hook for a new ``user_config``: load that version of the cell, then swap."""
-        bundle, spec, deployed_at, code_version = read_cell_config(config)
         replica = _replica_id()
         current = self._cell
+        deployed_at = float(config["deployed_at"])
         if current is not None and current.deployed_at == deployed_at:
             # The version this replica serves (a rollback after another replica failed to load).
-            await collector.report_load(spec.name, deployed_at, replica, None)
+            await collector.report_load(current.spec.name, deployed_at, replica, None)
             return
         try:
+            bundle, spec, deployed_at, code_version = read_cell_config(config)
             # Off the event loop: the serving version keeps answering while this one sets up.
             program = await asyncio.to_thread(_load, bundle, spec)
-        except SetupFailedError as exc:
+        except Exception as exc:  # whatever fails, the serving version stays
             if current is None:
                 raise  # a new replica has nothing to serve: Serve reports the failure
-            await collector.report_load(spec.name, deployed_at, replica, str(exc))
+            await collector.report_load(current.spec.name, deployed_at, replica, str(exc))
             return  # keep serving the running version; the notebook rolls the config back
         self._install(bundle, spec, deployed_at, program, code_version)
         await collector.report_load(spec.name, deployed_at, replica, None)
