@@ -118,3 +118,18 @@ def test_restart_starts_new_processes_and_later_reruns_reload_in_them(deploy: An
     assert (version, restarted != first) == ("v2", True)
     deploy(VERSIONED.format(version="v3"), "hot_restart")
     assert ep("x") == ["v3", restarted]
+
+
+def test_a_reload_survives_the_collector_being_killed(deploy: Any) -> None:
+    """Load reports go through the collector actor; losing it must not lose the deploy."""
+    import ray
+
+    from nbserve.backends.ray import collector
+
+    ep = deploy(VERSIONED.format(version="v1"), "hot_no_collector")
+    _, pid = ep("x")
+    ray.kill(collector.get_collector(), no_restart=True)
+    wait_for(lambda: collector.get_collector() is None, 30, "the collector to be gone")
+    deploy(VERSIONED.format(version="v2"), "hot_no_collector")
+    assert ep("x") == ["v2", pid]
+    assert collector.get_collector() is not None  # the replica's report made a new one

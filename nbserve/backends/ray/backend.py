@@ -40,6 +40,9 @@ DEPLOY_TIMEOUT_S = 900.0
 # deploy is called off (the embedded cluster never grows, so waiting longer cannot help).
 PENDING_GRACE_S = 4.0
 PENDING_CHECK_S = 1.0
+# How long Serve may show every replica running before nbserve stops waiting for their load
+# reports and asks a replica which version it serves.
+REPORT_GRACE_S = 10.0
 
 _STATE_NAMES = {
     "NOT_STARTED": "deploying",
@@ -248,6 +251,7 @@ class RayBackend(Backend):
         deadline = time.monotonic() + DEPLOY_TIMEOUT_S
         pending_since: float | None = None
         next_pending_check = 0.0
+        settled_since: float | None = None
         while True:
             overview = self._applications().get(spec.name)
             if overview is not None:
@@ -272,6 +276,13 @@ class RayBackend(Backend):
                 if settled and len(reports) >= counts.running:
                     event(phase, running=counts.running, target=target)
                     return
+                # Reports travel through the collector actor; should one be lost (the actor
+                # restarting), ask the replicas themselves rather than wait for the timeout.
+                settled_since = (settled_since or time.monotonic()) if settled else None
+                waited_for_reports = settled_since is not None and time.monotonic() - settled_since > REPORT_GRACE_S
+                if waited_for_reports and self._serving_version(spec.name) == version:
+                    event(phase, running=counts.running, target=target)
+                    return
                 event(phase, running=counts.running, target=target)
                 # Only the embedded cluster cannot grow; elsewhere replicas may wait for nodes.
                 # The check asks Ray's state API: once a second, not on every poll, so that it
@@ -291,6 +302,10 @@ class RayBackend(Backend):
             if time.monotonic() > deadline:
                 raise DeployError(f"{spec.name} did not start within {DEPLOY_TIMEOUT_S:.0f} s")
             time.sleep(POLL_S)
+
+    def _serving_version(self, name: str) -> float | None:
+        description = self._describe(name, timeout_s=5.0)
+        return description["deployed_at"] if description else None
 
     # -- resources --------------------------------------------------------------------
     def _check_fits(self, spec: ServeSpec, info: cluster.ClusterInfo) -> None:

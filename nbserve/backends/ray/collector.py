@@ -10,6 +10,7 @@ endpoints, like the endpoints themselves; it costs no CPU reservation.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import threading
@@ -47,6 +48,7 @@ NAMESPACE = "nbserve"
 METRICS_ENV = "NBSERVE_METRICS"
 # Versions of a cell whose load reports are kept per endpoint (a deploy waits on the newest).
 KEPT_VERSIONS = 8
+REPORT_TIMEOUT_S = 10.0
 
 
 @ray.remote(num_cpus=0, max_restarts=-1)
@@ -134,8 +136,14 @@ def forget(endpoint: str) -> None:
 
 
 async def report_load(endpoint: str, version: float, replica: str, error: str | None) -> None:
-    """From a replica: it loaded ``version`` of the cell (``error`` None) or could not."""
-    await get_collector(create=True).report_load.remote(endpoint, version, replica, error)
+    """From a replica: it loaded ``version`` of the cell (``error`` None) or could not.
+
+    Best effort: a collector that is gone must not fail the replica (the deploying kernel
+    then asks the replicas which version they serve).
+    """
+    with contextlib.suppress(Exception):
+        ref = get_collector(create=True).report_load.remote(endpoint, version, replica, error)
+        await asyncio.wait_for(asyncio.wrap_future(ref.future()), REPORT_TIMEOUT_S)
 
 
 def load_reports(endpoint: str, version: float) -> dict[str, str | None]:
