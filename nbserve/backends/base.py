@@ -100,6 +100,8 @@ class Backend(ABC):
     """Deploys cells and manages their endpoints on one platform (one cluster, one account)."""
 
     name: ClassVar[str]
+    # How often a live view (the dashboard) asks for ``stats()``: as often as the figures change.
+    refresh_s: ClassVar[float] = 1.0
 
     @abstractmethod
     def deploy(

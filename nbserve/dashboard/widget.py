@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Dashboard", "live_dashboard", "stop_all"]
 
-DEFAULT_INTERVAL_S = 1.0
 MAX_BACKOFF_S = 10.0
 PLOT_SPAN_S = 180.0
 PLOT_STEP_S = 5.0
@@ -42,11 +41,12 @@ class Dashboard:
         self,
         endpoint: Endpoint,
         *,
-        interval_s: float = DEFAULT_INTERVAL_S,
+        interval_s: float | None = None,
         window_s: float = DEFAULT_WINDOW_S,
     ) -> None:
         self.endpoint = endpoint
-        self.interval_s = interval_s
+        # The backend's pace by default: 1 s on Ray, slower where each poll is a paid API call.
+        self.interval_s = interval_s if interval_s is not None else endpoint._backend.refresh_s
         self.window_s = window_s
         self.info: EndpointInfo = endpoint._info
         self.stats = EndpointStats(name=endpoint.name, window_s=window_s, state=self.info.status.state)

@@ -60,6 +60,8 @@ class ModalEndpointClient:
 
 class ModalBackend(Backend):
     name = "modal"
+    # Each stats() is three calls to Modal's API, whose statistics are aggregated with a lag.
+    refresh_s = 15.0
 
     def __init__(self) -> None:
         # What this process deployed: Modal's Python API lists no apps, and the spec and the

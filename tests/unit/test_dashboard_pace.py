@@ -1,0 +1,31 @@
+"""The dashboard asks for figures at its backend's pace: each poll of Modal is a paid API call."""
+
+from __future__ import annotations
+
+from nbserve.backends.base import Backend, EndpointInfo, EndpointStatus, ReplicaCounts
+from nbserve.backends.modal.backend import ModalBackend
+from nbserve.backends.ray import RayBackend
+from nbserve.dashboard.widget import Dashboard
+from nbserve.endpoint import Endpoint
+
+
+def endpoint_on(backend: Backend) -> Endpoint:
+    info = EndpointInfo(
+        name="embed",
+        backend=backend.name,
+        url="http://127.0.0.1:8000/embed",
+        handler="embed",
+        batched=True,
+        max_batch_size=32,
+        resources="1 CPU",
+        deployed_at=0.0,
+        status=EndpointStatus("embed", "running", ReplicaCounts(1, 1)),
+    )
+    return Endpoint(backend, info)
+
+
+def test_ray_dashboards_poll_every_second_and_modal_ones_slower() -> None:
+    assert Dashboard(endpoint_on(RayBackend())).interval_s == 1.0
+    modal_pace = Dashboard(endpoint_on(ModalBackend())).interval_s
+    assert modal_pace == ModalBackend.refresh_s and modal_pace >= 10
+    assert Dashboard(endpoint_on(ModalBackend()), interval_s=2.0).interval_s == 2.0
