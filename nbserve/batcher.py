@@ -98,10 +98,11 @@ class Batcher(Generic[R]):
 
     async def _work(self, queue: asyncio.Queue[tuple[float, Any, asyncio.Future[R]]]) -> None:
         while True:
-            batch, last = await self._next_batch(queue)
+            batch, stop = await self._next_batch(queue)
             if batch:
                 await self._run(batch)
-            if last:
+            # Late inputs of a closed batcher each bring a stop mark: end only at the last one.
+            if stop and queue.empty():
                 return
 
     async def _run(self, batch: list[tuple[float, Any, asyncio.Future[R]]]) -> None:

@@ -117,6 +117,22 @@ def test_close_finishes_what_was_submitted_then_ends_the_worker() -> None:
     assert worker_done
 
 
+def test_several_late_inputs_of_a_closed_batcher_all_get_outputs() -> None:
+    handler = SlowHandler(seconds=0.01)
+
+    async def scenario() -> tuple[list[Any], bool]:
+        batcher = Batcher(handler, max_size=4, wait_s=0.005)
+        await batcher.submit(0)
+        await batcher.close()
+        late = await asyncio.wait_for(asyncio.gather(*(batcher.submit(i) for i in range(1, 6))), 5)
+        await until(lambda: batcher._worker is not None and batcher._worker.done())
+        return list(late), batcher._queue is not None and batcher._queue.empty()
+
+    late, drained = asyncio.run(scenario())
+    assert late == [10, 20, 30, 40, 50]
+    assert drained  # the worker ended with nothing left behind
+
+
 def test_sizes_are_validated() -> None:
     with pytest.raises(ValueError, match="max_size"):
         Batcher(SlowHandler(), max_size=0, wait_s=0.01)
