@@ -7,9 +7,29 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import requests
+
+from nbserve.backends.base import EndpointInfo, EndpointStatus, ReplicaCounts
+
+_SAMPLE_INFO = EndpointInfo(
+    name="embed",
+    backend="ray",
+    url="http://127.0.0.1:8000/embed",
+    handler="embed",
+    batched=True,
+    max_batch_size=32,
+    resources="0.25 GPU · 1 CPU · batch 32 / 5 ms · replicas 1:4",
+    deployed_at=0.0,
+    status=EndpointStatus("embed", "running", ReplicaCounts(2, 4)),
+)
+
+
+def endpoint_info(**changes: Any) -> EndpointInfo:
+    """A running endpoint's description, as a backend gives it, with ``changes`` applied."""
+    return replace(_SAMPLE_INFO, **changes)
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

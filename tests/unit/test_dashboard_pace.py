@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from nbserve.backends.base import Backend, EndpointInfo, EndpointStatus, ReplicaCounts
+from nbserve.backends.base import Backend
 from nbserve.backends.modal.backend import ModalBackend
 from nbserve.backends.ray import RayBackend
 from nbserve.dashboard.widget import Dashboard
 from nbserve.endpoint import Endpoint
+from tests.helpers import endpoint_info
 
 
 def endpoint_on(backend: Backend) -> Endpoint:
-    info = EndpointInfo(
-        name="embed",
-        backend=backend.name,
-        url="http://127.0.0.1:8000/embed",
-        handler="embed",
-        batched=True,
-        max_batch_size=32,
-        resources="1 CPU",
-        deployed_at=0.0,
-        status=EndpointStatus("embed", "running", ReplicaCounts(1, 1)),
-    )
-    return Endpoint(backend, info)
+    return Endpoint(backend, endpoint_info(backend=backend.name))
 
 
 def test_ray_dashboards_poll_every_second_and_modal_ones_slower() -> None:

@@ -5,21 +5,12 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from nbserve.backends.base import EndpointInfo, EndpointStatus, ReplicaCounts
+from nbserve.backends.base import EndpointInfo
 from nbserve.dashboard import render
 from nbserve.metrics import EndpointStats, SeriesPoint
+from tests.helpers import endpoint_info
 
-INFO = EndpointInfo(
-    name="embed",
-    backend="ray",
-    url="http://127.0.0.1:8000/embed",
-    handler="embed",
-    batched=True,
-    max_batch_size=32,
-    resources="0.25 GPU · 1 CPU · batch 32 / 5 ms · replicas 1:4",
-    deployed_at=0.0,
-    status=EndpointStatus("embed", "running", ReplicaCounts(2, 4)),
-)
+INFO = endpoint_info()
 STATS = EndpointStats(
     name="embed",
     window_s=60,

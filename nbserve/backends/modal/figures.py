@@ -30,6 +30,10 @@ def _percentile_ms(distribution: StatsPercentileDistribution | None, percentile:
     return None
 
 
+def _finished(stats: FunctionStats) -> int:
+    return stats.input_success_count + stats.input_failure_count + stats.input_timeout_count
+
+
 def endpoint_stats(
     name: str,
     window_s: float,
@@ -39,7 +43,7 @@ def endpoint_stats(
     min_replicas: int,
 ) -> EndpointStats:
     """nbserve's figures from the batched method's statistics over the window and its lifetime."""
-    finished = window.input_success_count + window.input_failure_count + window.input_timeout_count
+    finished = _finished(window)
     failed = window.input_failure_count + window.input_timeout_count
     elapsed = max((window.until - window.since).total_seconds(), 1e-9)
     latency = window.input_percentile_stats.get(LATENCY_METRIC)
@@ -51,8 +55,8 @@ def endpoint_stats(
         replicas_running=current.num_total_runners,
         replicas_target=max(min_replicas, current.num_total_runners),
         replicas_starting=lifetime.container_creating_at_end_count,
-        requests=lifetime.input_success_count + lifetime.input_failure_count + lifetime.input_timeout_count,
-        items=lifetime.input_success_count + lifetime.input_failure_count + lifetime.input_timeout_count,
+        requests=_finished(lifetime),  # one Modal input per item: requests and items agree
+        items=_finished(lifetime),
         errors=lifetime.input_failure_count + lifetime.input_timeout_count,
         window_requests=finished,
         requests_per_s=finished / elapsed,

@@ -300,10 +300,14 @@ def connect(address: str | None, on_status: Callable[[str], None] | None = None)
     """Connect this process to the cluster (starting the embedded one if ``address`` is None)
     and make sure Ray Serve runs on it, its HTTP proxy bound to loopback."""
     _disable_ray_auto_init()
+    auth_mode: str | None = None  # an external cluster's auth is the user's to configure
     if address is None:
         settings = embedded_settings()
         info = start_embedded(settings, on_status)  # imports Ray meanwhile, when it starts one
         target = settings.address
+        # The auth mode the cluster was started with (nbserve's default, token, when the
+        # cluster's state file is elsewhere).
+        auth_mode = _recorded_auth_mode(settings) or os.environ.get(AUTH_MODE_VAR, "token")
     else:
         target = address
         info = ClusterInfo(address=address, http_host=LOOPBACK, http_port=8000, embedded=False)
@@ -311,10 +315,8 @@ def connect(address: str | None, on_status: Callable[[str], None] | None = None)
     import ray
     from ray import serve
 
-    if address is None and not ray.is_initialized():
-        # Before ray.init: the driver must speak the auth mode the cluster was started with
-        # (nbserve's default, token, when the cluster's state file is elsewhere).
-        _set_auth_mode(_recorded_auth_mode(embedded_settings()) or os.environ.get(AUTH_MODE_VAR, "token"))
+    if auth_mode is not None and not ray.is_initialized():
+        _set_auth_mode(auth_mode)  # before ray.init: the driver must speak the cluster's mode
     if ray.is_initialized():
         current = ray.get_runtime_context().gcs_address
         if not target.startswith("ray://") and not same_cluster(current, target):
