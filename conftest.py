@@ -21,6 +21,10 @@ os.environ["NBSERVE_RAY_PORT"] = os.environ.get("NBSERVE_TEST_RAY_PORT", "6489")
 os.environ["NBSERVE_HTTP_PORT"] = os.environ.get("NBSERVE_TEST_HTTP_PORT", "8089")
 os.environ["NBSERVE_HOME"] = tempfile.mkdtemp(prefix="nbserve-test-home-")
 os.environ.pop("RAY_ADDRESS", None)
+# Kernels do not start the cluster at %load_ext (tests/integration/test_prestart.py turns it on).
+os.environ["NBSERVE_PRESTART"] = "0"
+# One logical GPU: fractional-GPU placement is tested for real on machines without one.
+os.environ["NBSERVE_NUM_GPUS"] = os.environ.get("NBSERVE_TEST_NUM_GPUS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # Endpoints in tests reserve a sliver of a CPU so several fit on a 2-core machine.
@@ -54,7 +58,7 @@ def _stop_test_cluster_at_exit() -> Iterator[None]:
 def ray_cluster() -> Any:
     from nbserve.backends.ray import cluster
 
-    subprocess.run([sys.executable, "-m", "nbserve.cli", "cluster", "start"], check=True, timeout=180)
+    subprocess.run([sys.executable, "-m", "nbserve._cli", "cluster", "start"], check=True, timeout=180)
     info = cluster.embedded_status()
     assert info is not None, "the embedded cluster did not come up"
     return info

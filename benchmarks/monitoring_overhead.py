@@ -14,22 +14,16 @@ Uses its own ports (NBSERVE_RAY_PORT=6589, NBSERVE_HTTP_PORT=8189) unless they a
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("NBSERVE_RAY_PORT", "6589")
-os.environ.setdefault("NBSERVE_HTTP_PORT", "8189")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import nbserve
+from benchmarks.common import NOOP_SOURCE, Figure, use_benchmark_cluster
 from benchmarks.wrk import WrkResult, run_wrk
+from nbserve._dashboard.widget import live_dashboard
 from nbserve.backends.ray import cluster
-from nbserve.dashboard import live_dashboard
-
-NOOP = "def noop(items):\n    return items\n"
 
 
 @dataclass
@@ -40,11 +34,12 @@ class Trial:
 
 def trial(monitoring: bool, seconds: float, connections: int) -> Trial:
     env = [] if monitoring else ["NBSERVE_METRICS=0"]
-    endpoint = nbserve.deploy(NOOP, "noop_bench", cpus="1", max_batch_size="32", batch_wait_ms="5", env=env)
+    endpoint = nbserve.deploy(NOOP_SOURCE, "noop_bench", cpus="1", max_batch_size="32", batch_wait_ms="5", env=env)
     dashboard = live_dashboard(endpoint, start=True) if monitoring else None
     try:
-        run_wrk(endpoint.url, body=1, connections=connections, duration_s=2)  # warm the proxy and routes
-        result = run_wrk(endpoint.url, body=1, connections=connections, duration_s=seconds)
+        auth = endpoint.headers()
+        run_wrk(endpoint.url, body=1, connections=connections, duration_s=2, headers=auth)  # warm the proxy and routes
+        result = run_wrk(endpoint.url, body=1, connections=connections, duration_s=seconds, headers=auth)
     finally:
         if dashboard is not None:
             dashboard.stop()
@@ -55,30 +50,27 @@ def trial(monitoring: bool, seconds: float, connections: int) -> Trial:
     return Trial(monitoring, result)
 
 
-def median_of(trials: list[Trial], monitoring: bool, field: str) -> tuple[float, float, float]:
-    values = [getattr(t.result, field) for t in trials if t.monitoring == monitoring]
-    return statistics.median(values), min(values), max(values)
+def figure_of(trials: list[Trial], monitoring: bool, field: str, unit: str = "") -> Figure:
+    return Figure(unit, [getattr(t.result, field) for t in trials if t.monitoring == monitoring])
 
 
 def report(trials: list[Trial], connections: int) -> str:
     lines = [
-        f"No-op endpoint, one item per request, wrk -c{connections}; median (min-max) of {len(trials) // 2} runs each.",
+        f"No-op endpoint, one item per request, wrk -c{connections}; median (range) of {len(trials) // 2} runs each.",
         "",
         "| monitoring | requests/s | p50 ms | p99 ms |",
         "| --- | --- | --- | --- |",
     ]
     for monitoring in (False, True):
-        cells = [
-            f"{m:.1f} ({lo:.1f}-{hi:.1f})"
-            for m, lo, hi in (median_of(trials, monitoring, f) for f in ("requests_per_s", "p50_ms", "p99_ms"))
-        ]
+        cells = [str(figure_of(trials, monitoring, f)).strip() for f in ("requests_per_s", "p50_ms", "p99_ms")]
         lines.append(f"| {'on' if monitoring else 'off'} | {' | '.join(cells)} |")
-    on, off = median_of(trials, True, "requests_per_s")[0], median_of(trials, False, "requests_per_s")[0]
+    on, off = figure_of(trials, True, "requests_per_s").median, figure_of(trials, False, "requests_per_s").median
     lines += ["", f"throughput with monitoring / without: {on / off:.3f} (cost {1 - on / off:+.1%})"]
     return "\n".join(lines)
 
 
 def main() -> None:
+    use_benchmark_cluster()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0)

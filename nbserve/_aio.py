@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Coroutine
+from collections.abc import AsyncGenerator, Coroutine, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["run_async", "run_sync"]
+__all__ = ["iterate_async", "iterate_sync", "run_async", "run_sync"]
 
 T = TypeVar("T")
 
@@ -49,3 +49,34 @@ def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
 async def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Await ``coro`` from any event loop while it runs on the background loop."""
     return await asyncio.wrap_future(_submit(coro))
+
+
+async def _step(generator: AsyncGenerator[T, None]) -> tuple[bool, T | None]:
+    try:
+        return False, await generator.__anext__()
+    except StopAsyncIteration:
+        return True, None
+
+
+def iterate_sync(generator: AsyncGenerator[T, None]) -> Iterator[T]:
+    """The items of ``generator``, stepped on the background loop; closing early closes it there."""
+    try:
+        while True:
+            finished, item = run_sync(_step(generator))
+            if finished:
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        run_sync(generator.aclose())
+
+
+async def iterate_async(generator: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
+    """The items of ``generator``, stepped on the background loop, from any event loop."""
+    try:
+        while True:
+            finished, item = await run_async(_step(generator))
+            if finished:
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        await run_async(generator.aclose())

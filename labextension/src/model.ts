@@ -14,6 +14,10 @@ export interface IEndpoint {
   backend: string;
   address: string | null;
   url: string;
+  /** The endpoint through this Jupyter server (a path below its base URL). */
+  jupyter_url?: string;
+  /** It answers HTTP without the token (``--public``). */
+  public?: boolean;
   status: string;
   checked: boolean;
   replicas: { running: number; target: number };
@@ -74,4 +78,33 @@ export function stateFromError(error: unknown, previous: PanelState): PanelState
   const message = error instanceof Error ? error.message : String(error);
   const endpoints = previous.kind === 'ready' || previous.kind === 'error' ? previous.endpoints : [];
   return { kind: 'error', message, endpoints };
+}
+
+/** Requests/s and median latency of one endpoint at each poll, oldest first (the sparkline's). */
+export interface ITrend {
+  rate: (number | null)[];
+  p50: (number | null)[];
+}
+
+/** Polls a sparkline keeps: two minutes at the panel's 2 s refresh. */
+export const TREND_POLLS = 60;
+
+/**
+ * The trends after one more poll: each listed endpoint gains its figures of now (the oldest
+ * fall off past ``limit``), and endpoints no longer listed are dropped.
+ */
+export function recordTrends(
+  trends: ReadonlyMap<string, ITrend>,
+  endpoints: IEndpoint[],
+  limit: number = TREND_POLLS
+): Map<string, ITrend> {
+  const next = new Map<string, ITrend>();
+  for (const endpoint of endpoints) {
+    const last = trends.get(endpoint.name) ?? { rate: [], p50: [] };
+    next.set(endpoint.name, {
+      rate: [...last.rate, endpoint.figures.requests_per_s ?? null].slice(-limit),
+      p50: [...last.p50, endpoint.figures.p50_ms ?? null].slice(-limit)
+    });
+  }
+  return next;
 }

@@ -7,14 +7,34 @@ import { Poll } from '@lumino/polling';
 import { Widget } from '@lumino/widgets';
 
 import { deleteEndpoint, listEndpoints } from './api';
-import { curlCommand, formatLatency, formatRate, formatReplicas, ownerLabel } from './format';
-import { IEndpoint, PanelState, isLive, stateFromError, stateFromReply } from './model';
+import {
+  curlCommand,
+  displayUrl,
+  endpointUrls,
+  formatLatency,
+  formatRate,
+  formatReplicas,
+  jupyterCurlCommand,
+  sparklineRuns,
+  ownerLabel
+} from './format';
+import {
+  IEndpoint,
+  ITrend,
+  PanelState,
+  TREND_POLLS,
+  isLive,
+  recordTrends,
+  stateFromError,
+  stateFromReply
+} from './model';
 
 export const POLL_INTERVAL_MS = 2000; // at most every 2 s
 const POLL_MAX_MS = 30000; // backing off on errors up to this
 
 export class EndpointsPanel extends Widget {
   private _state: PanelState = { kind: 'loading' };
+  private _trends: Map<string, ITrend> = new Map();
   private readonly _poll: Poll;
 
   constructor(
@@ -57,7 +77,9 @@ export class EndpointsPanel extends Widget {
 
   private async _refresh(): Promise<void> {
     try {
-      this._setState(stateFromReply(await listEndpoints()));
+      const reply = await listEndpoints();
+      this._trends = recordTrends(this._trends, reply.endpoints);
+      this._setState(stateFromReply(reply));
     } catch (error) {
       this._setState(stateFromError(error, this._state));
       throw error; // the poll backs off
@@ -117,6 +139,11 @@ export class EndpointsPanel extends Widget {
       el('span', 'nbserve-Endpoint-backend', endpoint.backend),
       el('span', `nbserve-Endpoint-status nbserve-status-${endpoint.status}`, endpoint.status)
     );
+    if (endpoint.public) {
+      const tag = el('span', 'nbserve-Endpoint-public', 'public');
+      tag.title = 'answers HTTP without the token';
+      title.append(tag);
+    }
     const figures = el('div', 'nbserve-Endpoint-figures');
     figures.append(
       figure('replicas', formatReplicas(endpoint), 'running/target'),
@@ -124,12 +151,27 @@ export class EndpointsPanel extends Widget {
       figure('p95', formatLatency(endpoint.figures.p95_ms), '95th percentile latency'),
       figure('rate', formatRate(endpoint.figures.requests_per_s), 'requests per second')
     );
+    // A browser on another machine reaches the endpoint only through the Jupyter server.
+    const urls = endpointUrls(endpoint, window.location.origin);
+    // Whole URLs, wrapped where the column is narrow (a cut-off URL cannot be read or typed);
+    // the scheme is left out of the text, not out of what is copied or in the title.
     const url = el('div', 'nbserve-Endpoint-url');
-    const link = el('code', 'nbserve-url', endpoint.url);
+    const link = el('code', 'nbserve-url', displayUrl(urls.primary));
+    link.title = urls.primary;
+    link.dataset.url = urls.primary;
+    link.dataset.route = urls.viaJupyter ? 'jupyter' : 'direct';
     url.append(
       link,
-      button('Copy URL', 'nbserve-copy-url', () => Clipboard.copyToSystem(endpoint.url))
+      button('Copy', 'nbserve-copy-url', () => Clipboard.copyToSystem(urls.primary), 'Copy URL')
     );
+    if (urls.secondary !== null) {
+      const other = el('div', 'nbserve-Endpoint-url-other');
+      const otherUrl = el('code', 'nbserve-url-other', displayUrl(urls.secondary.url));
+      otherUrl.title = urls.secondary.url;
+      otherUrl.dataset.url = urls.secondary.url;
+      other.append(el('span', 'nbserve-url-label', `${urls.secondary.label}: `), otherUrl);
+      url.append(other);
+    }
     const owner = el('div', 'nbserve-Endpoint-owner');
     if (endpoint.owner.notebook) {
       const open = el('a', 'nbserve-notebook', ownerLabel(endpoint)) as HTMLAnchorElement;
@@ -145,12 +187,21 @@ export class EndpointsPanel extends Widget {
     }
     const actions = el('div', 'nbserve-Endpoint-actions');
     actions.append(
-      button('Copy curl', 'nbserve-copy-curl', () => Clipboard.copyToSystem(curlCommand(endpoint.url))),
-      // The endpoint describes itself (handler, batching, request shapes) in JSON on GET.
-      button('API docs', 'nbserve-docs', () => window.open(endpoint.url, '_blank', 'noopener')),
+      button('Copy curl', 'nbserve-copy-curl', () =>
+        Clipboard.copyToSystem(
+          urls.viaJupyter
+            ? jupyterCurlCommand(urls.primary)
+            : curlCommand(endpoint.url, 'hello', endpoint.public)
+        )
+      ),
+      // The endpoint describes itself (handler, batching, request shapes) in JSON on GET,
+      // through the Jupyter server: the browser's session lets it in, no token needed.
+      button('API docs', 'nbserve-docs', () =>
+        window.open(endpoint.jupyter_url ?? endpoint.url, '_blank', 'noopener')
+      ),
       button('Delete', 'nbserve-delete', () => void this._delete(endpoint))
     );
-    row.append(title, figures, url, owner, actions);
+    row.append(title, figures, sparkline(this._trends.get(endpoint.name)), url, owner, actions);
     return row;
   }
 
@@ -196,11 +247,42 @@ function figure(name: string, value: string, caption: string): HTMLElement {
   return node;
 }
 
-function button(label: string, className: string, onClick: () => void): HTMLElement {
+function button(label: string, className: string, onClick: () => void, caption = label): HTMLElement {
   const node = el('button', `jp-Button jp-mod-minimal nbserve-action ${className}`, label) as HTMLButtonElement;
   node.type = 'button';
-  node.title = label;
+  node.title = caption;
   node.onclick = onClick;
+  return node;
+}
+
+const SPARK_W = 200;
+const SPARK_H = 22;
+
+/** Requests/s (green) and median latency (blue) over the last two minutes of polls. */
+function sparkline(trend: ITrend | undefined): HTMLElement {
+  const node = el('div', 'nbserve-Endpoint-trend');
+  node.title = 'last 2 min: requests/s (green), p50 latency (blue), each to its own scale';
+  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  svg.setAttribute('viewBox', `0 0 ${SPARK_W} ${SPARK_H}`);
+  svg.setAttribute('preserveAspectRatio', 'none');
+  svg.classList.add('nbserve-sparkline');
+  const lines: [string, (number | null)[]][] = [
+    ['nbserve-spark-rate', trend?.rate ?? []],
+    ['nbserve-spark-p50', trend?.p50 ?? []]
+  ];
+  let drawn = 0;
+  for (const [className, values] of lines) {
+    for (const points of sparklineRuns(values, TREND_POLLS, SPARK_W, SPARK_H)) {
+      const line = document.createElementNS('http://www.w3.org/2000/svg', 'polyline');
+      line.setAttribute('points', points);
+      line.setAttribute('class', className);
+      line.setAttribute('vector-effect', 'non-scaling-stroke');
+      svg.append(line);
+      drawn += 1;
+    }
+  }
+  node.dataset.lines = String(drawn);
+  node.append(svg);
   return node;
 }
 

@@ -1,4 +1,4 @@
-import { ApiError, PanelState, isLive, sortEndpoints, stateFromError, stateFromReply } from '../src/model';
+import { ApiError, PanelState, isLive, recordTrends, sortEndpoints, stateFromError, stateFromReply } from '../src/model';
 import { endpoint } from './fixtures';
 
 describe('panel state', () => {
@@ -39,5 +39,18 @@ describe('panel state', () => {
     const input = [endpoint({ name: 'z' }), endpoint({ name: 'a' })];
     sortEndpoints(input);
     expect(input.map(e => e.name)).toEqual(['z', 'a']);
+  });
+});
+
+describe('recordTrends', () => {
+  it('appends each poll, keeps the last polls, and drops endpoints no longer listed', () => {
+    const a = endpoint({ name: 'a', figures: { requests_per_s: 1, p50_ms: 5 } });
+    const b = endpoint({ name: 'b', figures: { requests_per_s: null, p50_ms: null } });
+    let trends = recordTrends(new Map(), [a, b], 3);
+    trends = recordTrends(trends, [a, b], 3);
+    trends = recordTrends(trends, [{ ...a, figures: { requests_per_s: 4, p50_ms: 7 } }], 3);
+    trends = recordTrends(trends, [{ ...a, figures: { requests_per_s: 9, p50_ms: null } }], 3);
+    expect(trends.get('a')).toEqual({ rate: [1, 4, 9], p50: [5, 7, null] });
+    expect(trends.has('b')).toBe(false);
   });
 });

@@ -1,91 +1,25 @@
-"""The seam between nbserve and a serving platform: one small interface per backend."""
+"""The seam between nbserve and a serving platform: one small interface per backend.
+
+A backend deploys cells and answers for the endpoints it runs. What every backend shares
+lives here once: the registry of endpoints (written on every deploy and delete, so the
+JupyterLab sidebar sees endpoints of every kernel) and how an ``EndpointInfo`` is made.
+"""
 
 from __future__ import annotations
 
 import builtins
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, ClassVar, Protocol
 
-from nbserve.cell import CellBundle
-from nbserve.metrics import DEFAULT_WINDOW_S, EndpointStats, SeriesPoint
-from nbserve.program import Outcome
-from nbserve.spec import ServeSpec
+from nbserve import _registry
+from nbserve._errors import CommandError
+from nbserve._metrics import DEFAULT_WINDOW_S
+from nbserve._spec import ServeSpec
+from nbserve._types import DeployEvent, EndpointInfo, EndpointStats, EndpointStatus, SeriesPoint
+from nbserve.runtime import CellBundle, Outcome
 
-__all__ = ["Backend", "DeployEvent", "EndpointClient", "EndpointInfo", "EndpointStatus", "ReplicaCounts"]
-
-# Endpoint states shown to users, whatever the backend calls them.
-STATES = ("deploying", "running", "updating", "unhealthy", "failed", "deleting", "deleted")
-
-
-@dataclass(frozen=True)
-class ReplicaCounts:
-    running: int = 0
-    target: int = 0
-    starting: int = 0
-    recovering: int = 0
-    stopping: int = 0
-
-    def __str__(self) -> str:
-        text = f"{self.running}/{self.target}"
-        extra = [f"{n} {what}" for n, what in ((self.starting, "starting"), (self.recovering, "recovering")) if n]
-        return f"{text} ({', '.join(extra)})" if extra else text
-
-
-@dataclass(frozen=True)
-class EndpointStatus:
-    name: str
-    state: str
-    replicas: ReplicaCounts
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class EndpointInfo:
-    """What a backend knows of one deployed endpoint."""
-
-    name: str
-    backend: str
-    url: str
-    handler: str
-    batched: bool
-    max_batch_size: int
-    resources: str
-    deployed_at: float
-    status: EndpointStatus
-    uses: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class DeployEvent:
-    """A step of a deployment, for progress displays."""
-
-    phase: str
-    elapsed_s: float
-    running: int = 0
-    target: int = 0
-    message: str = ""
-
-    def __str__(self) -> str:
-        text = f"{self.phase} · {self.elapsed_s:.1f} s"
-        if self.target:
-            text = f"{self.phase}: replicas {self.running}/{self.target} · {self.elapsed_s:.1f} s"
-        return f"{text} · {self.message}" if self.message else text
-
-
-def with_status(stats: EndpointStats, status: EndpointStatus) -> EndpointStats:
-    """``stats`` with the state and replica counts of ``status``."""
-    counts = status.replicas
-    return replace(
-        stats,
-        state=status.state,
-        replicas_running=counts.running,
-        replicas_target=counts.target,
-        replicas_starting=counts.starting,
-        replicas_recovering=counts.recovering,
-    )
+__all__ = ["Backend", "EndpointClient", "endpoint_info"]
 
 
 class EndpointClient(Protocol):
@@ -95,6 +29,33 @@ class EndpointClient(Protocol):
 
     async def call_batch(self, items: list[Any]) -> list[Outcome]: ...
 
+    def stream(self, item: Any) -> AsyncGenerator[Any, None]:
+        """The chunks of one input's answer as they come; raises the error that ends it
+        (``HandlerError``, ``EndpointTimeoutError``...). Closing it early stops the handler."""
+        ...
+
+
+def endpoint_info(
+    backend: str, spec: ServeSpec, bundle: CellBundle, url: str, deployed_at: float, status: EndpointStatus
+) -> EndpointInfo:
+    """What a user is shown of an endpoint deployed from ``spec`` and ``bundle``."""
+    return EndpointInfo(
+        name=spec.name,
+        backend=backend,
+        url=url,
+        handler=bundle.handler,
+        batched=spec.batched,
+        max_batch_size=spec.batch.max_size if spec.batch else 1,
+        resources=spec.resource_line(),
+        deployed_at=deployed_at,
+        status=status,
+        uses=spec.uses,
+        public=spec.public,
+        retry=spec.retry,
+        streams=bundle.streams,
+        openai=spec.openai,
+    )
+
 
 class Backend(ABC):
     """Deploys cells and manages their endpoints on one platform (one cluster, one account)."""
@@ -103,7 +64,24 @@ class Backend(ABC):
     # How often a live view (the dashboard) asks for ``stats()``: as often as the figures change.
     refresh_s: ClassVar[float] = 1.0
 
-    @abstractmethod
+    @property
+    def address(self) -> str | None:
+        """The cluster this backend talks to, as the user named it; ``None`` for the default one."""
+        return None
+
+    def token(self) -> str | None:
+        """The token its HTTP endpoints ask for (``None`` where the platform has its own auth)."""
+        return None
+
+    def prestart(self) -> None:
+        """Get ready for a first deploy ahead of time (``%load_ext`` calls it in a thread);
+        nothing where there is nothing to warm up."""
+        return None
+
+    def rotate_token(self) -> str:
+        """Replace the token; endpoints refuse the old one from then on (within seconds)."""
+        raise CommandError(f"token --rotate: the {self.name} backend's endpoints have no token of nbserve's")
+
     def deploy(
         self,
         spec: ServeSpec,
@@ -115,15 +93,26 @@ class Backend(ABC):
         """Deploy (or redeploy in place) and return once the endpoint answers.
 
         ``restart`` asks for new replica processes where the backend would otherwise reload
-        the cell in the running ones.
-
-        Raises ``DeployError`` with nothing left half-deployed: a new endpoint is removed, a
-        failed update is rolled back to the version that served before.
+        the cell in the running ones. Raises ``DeployError`` with nothing left half-deployed:
+        a new endpoint is removed, a failed update is rolled back to the version that served
+        before. The endpoint is recorded for the sidebar, as this process's.
         """
+        info = self._deploy(spec, bundle, on_event, restart=restart)
+        _registry.record_deployed(info, address=self.address)
+        return info
 
-    @abstractmethod
     def delete(self, name: str, *, force: bool = False) -> None:
         """Delete ``name``; refused with ``EndpointInUseError`` while others use it, unless forced."""
+        self._delete(name, force=force)
+        _registry.forget_deleted(self.name, name, address=self.address)
+
+    @abstractmethod
+    def _deploy(
+        self, spec: ServeSpec, bundle: CellBundle, on_event: Callable[[DeployEvent], None], *, restart: bool
+    ) -> EndpointInfo: ...
+
+    @abstractmethod
+    def _delete(self, name: str, *, force: bool) -> None: ...
 
     @abstractmethod
     def list(self) -> list[EndpointInfo]: ...
@@ -131,8 +120,8 @@ class Backend(ABC):
     @abstractmethod
     def info(self, name: str) -> EndpointInfo: ...
 
-    @abstractmethod
-    def status(self, name: str) -> EndpointStatus: ...
+    def status(self, name: str) -> EndpointStatus:
+        return self.info(name).status
 
     @abstractmethod
     def logs(self, name: str, tail: int = 200) -> str: ...
@@ -142,7 +131,7 @@ class Backend(ABC):
 
         The default knows only the status; backends that measure traffic override it.
         """
-        return with_status(EndpointStats(name=name, window_s=window_s), self.status(name))
+        return EndpointStats(name=name, window_s=window_s).with_status(self.status(name))
 
     def series(self, name: str, span_s: float = 180.0, step_s: float = 5.0) -> builtins.list[SeriesPoint]:
         """Per-step throughput and latency over the last ``span_s`` seconds (for plots)."""

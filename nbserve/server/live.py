@@ -1,10 +1,16 @@
 """The server side of the monitor process (see ``monitor``): started on first use, restarted
-when it dies or stops answering, one request at a time."""
+when it dies or stops answering, one request at a time. A failure the monitor reports is
+raised here again as the ``NbserveError`` it was.
+
+``InProcess`` answers the same requests without a child process, for a backend that lives in
+the calling process (the in-process backend, in tests).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import select
 import subprocess
 import sys
@@ -13,11 +19,29 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["Monitor", "MonitorError"]
+from nbserve._config import private_folder
+from nbserve._errors import MonitorError, from_wire
+from nbserve.backends.base import Backend
+from nbserve.server.monitor import handle
+
+__all__ = ["InProcess", "Monitor", "checked"]
 
 
-class MonitorError(RuntimeError):
-    """The monitor did not answer (it died, or took longer than the timeout)."""
+def checked(answer: dict[str, Any]) -> dict[str, Any]:
+    """The monitor's answer, or the ``NbserveError`` it reports raised again."""
+    if not answer.get("ok"):
+        raise from_wire(str(answer.get("error")), str(answer.get("message")))
+    return answer
+
+
+class InProcess:
+    """The monitor's answers for ``backend``, computed in this process."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def request(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return checked(handle(payload, self.backend))
 
 
 class _Died(MonitorError):
@@ -36,9 +60,10 @@ class Monitor:
     def _start(self) -> subprocess.Popen[str]:
         if self._process is not None and self._process.poll() is None:
             return self._process
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(self.log_path.parent)
         if self._log is None:
-            self._log = self.log_path.open("ab")
+            # Ray's messages can name endpoints and addresses: its owner's to read only.
+            self._log = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
         self._process = subprocess.Popen(
             [sys.executable, "-m", "nbserve.server.monitor"],
             stdin=subprocess.PIPE,
@@ -50,12 +75,17 @@ class Monitor:
         return self._process
 
     def request(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Send one request and wait for its answer (blocking: call it off the event loop)."""
+        """Send one request and wait for its answer (blocking: call it off the event loop).
+
+        Raises the monitor's failure as the ``NbserveError`` it reported, and ``MonitorError``
+        when the monitor did not answer.
+        """
         with self._lock:
             try:
-                return self._exchange(payload)
+                answer = self._exchange(payload)
             except _Died:
-                return self._exchange(payload)  # it may just have exited for idleness: once more
+                answer = self._exchange(payload)  # it may just have exited for idleness: once more
+        return checked(answer)
 
     def _exchange(self, payload: dict[str, Any]) -> dict[str, Any]:
         process = self._start()

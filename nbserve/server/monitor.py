@@ -9,8 +9,11 @@ on every poll; this one connects once and stays.
 
 Requests and answers, one JSON object a line:
 ``{"op": "list"}`` -> ``{"ok": true, "cluster": bool, "endpoints": [LiveEndpoint fields]}``;
-``{"op": "delete", "name": N, "force": bool}`` -> ``{"ok": true}`` or
-``{"ok": false, "error": "not_found" | "in_use" | "failed", "message": ...}``.
+``{"op": "delete", "name": N, "force": bool}`` -> ``{"ok": true}``;
+``{"op": "token"}`` -> ``{"ok": true, "token": ...}`` (the cluster's, for the server's route).
+A failure answers
+``{"ok": false, "error": TYPE, "message": ...}`` with the name of the ``NbserveError`` raised
+(``EndpointNotFoundError``, ``EndpointInUseError``...), which ``live.Monitor`` raises again.
 """
 
 from __future__ import annotations
@@ -22,47 +25,38 @@ import select
 import sys
 from typing import IO, Any
 
-from nbserve.registry import LiveEndpoint
+from nbserve._endpoint import Endpoint
+from nbserve._errors import ClusterError, EndpointNotFoundError, NbserveError
+from nbserve._registry import LiveEndpoint
+from nbserve.backends import get_backend
+from nbserve.backends.base import Backend
+from nbserve.backends.ray import cluster
 
-__all__ = ["handle", "main"]
+__all__ = ["handle", "main", "watched_backend"]
 
 IDLE_EXIT_S = 120.0  # the server starts it again on its next request
 
 
-def _address() -> str | None:
-    return os.environ.get("RAY_ADDRESS") or None
+def watched_backend() -> Backend | None:
+    """The Ray backend this server watches (``RAY_ADDRESS``, else the embedded cluster), or
+    ``None`` while the embedded cluster is not running: it is never started just to look."""
+    address = os.environ.get("RAY_ADDRESS") or None
+    if address is None and cluster.embedded_status() is None:
+        return None
+    return get_backend("ray", address)
 
 
-def _cluster_up(address: str | None) -> bool:
-    """Never start the embedded cluster just to look at it."""
-    if address is not None:
-        return True
-    from nbserve.backends.ray import cluster
-
-    return cluster.embedded_status() is not None
-
-
-def _figures(endpoint: Any) -> dict[str, Any]:
-    # Endpoint.stats() (nbserve.metrics.EndpointStats) may not exist yet, or fail while
-    # replicas start: the list still shows state and replicas.
-    stats = getattr(endpoint, "stats", None)
-    if not callable(stats):
-        return {}
+def _figures(endpoint: Endpoint) -> dict[str, Any]:
     try:
-        figures: dict[str, Any] = stats().to_dict()
+        figures: dict[str, Any] = endpoint.stats().to_dict()
     except Exception:  # noqa: BLE001 - figures are optional; the listing must not fail for them
         return {}
     return figures
 
 
-def list_live() -> dict[str, Any]:
-    address = _address()
-    if not _cluster_up(address):
+def list_live(backend: Backend | None) -> dict[str, Any]:
+    if backend is None:
         return {"ok": True, "cluster": False, "endpoints": []}
-    from nbserve.backends import get_backend
-    from nbserve.endpoint import Endpoint
-
-    backend = get_backend("ray", address)
     endpoints = []
     for info in backend.list():
         live = LiveEndpoint(
@@ -72,35 +66,34 @@ def list_live() -> dict[str, Any]:
             replicas_running=info.status.replicas.running,
             replicas_target=info.status.replicas.target,
             figures=_figures(Endpoint(backend, info)),
+            public=info.public,
         )
         endpoints.append(dataclasses.asdict(live))
     return {"ok": True, "cluster": True, "endpoints": endpoints}
 
 
-def delete(name: str, force: bool) -> dict[str, Any]:
-    from nbserve.backends import get_backend
-    from nbserve.errors import EndpointInUseError, EndpointNotFoundError
-
-    if not _cluster_up(_address()):
-        return {"ok": False, "error": "not_found", "message": "the embedded Ray cluster is not running"}
-    try:
-        get_backend("ray", _address()).delete(name, force=force)
-    except EndpointNotFoundError as exc:
-        return {"ok": False, "error": "not_found", "message": str(exc)}
-    except EndpointInUseError as exc:
-        return {"ok": False, "error": "in_use", "message": str(exc)}
+def delete(backend: Backend | None, name: str, force: bool) -> dict[str, Any]:
+    if backend is None:
+        raise EndpointNotFoundError(f"{name!r} is gone: the embedded Ray cluster is not running")
+    backend.delete(name, force=force)
     return {"ok": True}
 
 
-def handle(request: dict[str, Any]) -> dict[str, Any]:
+def handle(request: dict[str, Any], backend: Backend | None) -> dict[str, Any]:
+    """The answer to one request about ``backend``'s endpoints; failures are answers too."""
     try:
         if request.get("op") == "list":
-            return list_live()
+            return list_live(backend)
         if request.get("op") == "delete":
-            return delete(str(request["name"]), bool(request.get("force")))
-        return {"ok": False, "error": "failed", "message": f"unknown request {request!r}"}
+            return delete(backend, str(request["name"]), bool(request.get("force")))
+        if request.get("op") == "token":  # for the Jupyter server's route to a cluster's endpoints
+            if backend is None:
+                raise ClusterError("the embedded Ray cluster is not running")
+            return {"ok": True, "token": backend.token()}
+        raise NbserveError(f"unknown request {request!r}")
     except Exception as exc:  # noqa: BLE001 - report any failure to the server, keep serving
-        return {"ok": False, "error": "failed", "message": f"{type(exc).__name__}: {exc}"}
+        message = str(exc) if isinstance(exc, NbserveError) else f"{type(exc).__name__}: {exc}"
+        return {"ok": False, "error": type(exc).__name__, "message": message}
 
 
 def main(stdin: IO[str] = sys.stdin, idle_exit_s: float = IDLE_EXIT_S) -> None:
@@ -115,7 +108,7 @@ def main(stdin: IO[str] = sys.stdin, idle_exit_s: float = IDLE_EXIT_S) -> None:
         if not line:
             return
         if line.strip():
-            out.write(json.dumps(handle(json.loads(line))) + "\n")
+            out.write(json.dumps(handle(json.loads(line), watched_backend())) + "\n")
 
 
 if __name__ == "__main__":

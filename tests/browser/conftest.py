@@ -15,6 +15,7 @@ drive JupyterLab through its commands rather than through fragile clicks where t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -27,11 +28,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser.lab import CHROMIUM, CHROMIUM_ARGS, LAB_SETTINGS, Lab, LabServer, free_port, wait_until_up
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "browser: drives JupyterLab in a real Chromium")
+from tests.support.helpers import free_port
+from tests.support.lab import CHROMIUM, CHROMIUM_ARGS, LAB_SETTINGS, REMOTE_HOST, Lab, LabServer, wait_until_up
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -71,6 +69,8 @@ def lab_server() -> Iterator[LabServer]:
         f"--LabApp.user_settings_dir={settings}",
         f"--LabApp.workspaces_dir={base / 'workspaces'}",
         "--LabApp.expose_app_in_browser=True",
+        # The remote-browser test opens Lab by another name of this machine (still on loopback).
+        f"--ServerApp.local_hostnames=['localhost', '{REMOTE_HOST}']",
     ]
     if os.geteuid() == 0:
         command.append("--allow-root")  # CI and fresh machines here run as root
@@ -94,28 +94,30 @@ def lab_server() -> Iterator[LabServer]:
 
 # Per test, not per session: Playwright's sync API keeps an asyncio loop running in the main
 # thread while it is open, which breaks the event-loop fixtures of later tests (pytest-jupyter).
-@pytest.fixture
-def browser() -> Iterator[Any]:
+@contextlib.contextmanager
+def chromium(*extra_args: str) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run `make install` (it runs `apt-get install -y chromium`)")
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        args = [*CHROMIUM_ARGS, *extra_args]
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
         try:
-            yield chromium
+            yield browser
         finally:
-            chromium.close()
+            browser.close()
 
 
-@pytest.fixture
-def lab(browser: Any, lab_server: LabServer, request: pytest.FixtureRequest) -> Iterator[Lab]:
+@contextlib.contextmanager
+def lab_page(browser: Any, server: LabServer, name: str, origin: str | None = None) -> Iterator[Lab]:
+    """JupyterLab in a fresh page, opened at ``origin`` (default: the server's own URL)."""
     context = browser.new_context(viewport={"width": 1440, "height": 900}, record_video_dir=None)
     page = context.new_page()
     page.set_default_timeout(30_000)
-    lab = Lab(page=page, server=lab_server)
+    lab = Lab(page=page, server=server)
     page.on("console", lambda m: lab.console_errors.append(m.text) if m.type == "error" else None)
-    page.goto(f"{lab_server.url}lab?token={lab_server.token}")
+    page.goto(f"{origin or server.url}lab?token={server.token}")
     lab.wait_js(
         "() => window.jupyterapp && window.jupyterapp.started && document.querySelector('#jp-main-dock-panel')",
         60,
@@ -126,9 +128,27 @@ def lab(browser: Any, lab_server: LabServer, request: pytest.FixtureRequest) -> 
         yield lab
     finally:
         try:
-            lab.screenshot(f"{request.node.name}-end")
+            lab.screenshot(f"{name}-end")
         finally:
             context.close()
             # Kernels of this test go with it; the endpoints they deployed are the test's own business.
-            for session in lab_server.api("GET", "api/sessions").json():
-                lab_server.api("DELETE", f"api/sessions/{session['id']}")
+            for session in server.api("GET", "api/sessions").json():
+                server.api("DELETE", f"api/sessions/{session['id']}")
+
+
+@pytest.fixture
+def lab(lab_server: LabServer, request: pytest.FixtureRequest) -> Iterator[Lab]:
+    with chromium() as browser, lab_page(browser, lab_server, request.node.name) as page:
+        yield page
+
+
+@pytest.fixture
+def remote_lab(lab_server: LabServer, request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """JupyterLab as a browser on another machine sees it: opened by a name that is not a
+    loopback name (``REMOTE_HOST``, which this Chromium alone resolves to 127.0.0.1)."""
+    port = lab_server.url.rstrip("/").rsplit(":", 1)[1]
+    with (
+        chromium(f"--host-resolver-rules=MAP {REMOTE_HOST} 127.0.0.1") as browser,
+        lab_page(browser, lab_server, request.node.name, f"http://{REMOTE_HOST}:{port}/") as page,
+    ):
+        yield page

@@ -7,8 +7,8 @@ from typing import Any
 
 import requests
 
-from nbserve import api
-from tests.browser.lab import Lab
+from nbserve import _api as api
+from tests.support.lab import Lab
 
 NAME = "browser_dash"
 DASHBOARD = f".nbserve-dashboard:has(.nbserve-header[data-endpoint='{NAME}'])"
@@ -46,13 +46,15 @@ def test_dashboard_renders_and_its_numbers_move(lab: Lab, ray_cluster: Any) -> N
     assert _shown(lab, "url") == url
     assert _requests_shown(lab) == 0
 
-    # Load from outside the notebook; the widget's numbers move while it runs.
+    # Load from outside the notebook, as a client with the token; the widget's numbers move.
     stop = threading.Event()
+    headers = api.endpoint(NAME).headers()
+    answers: list[int] = []
 
     def load() -> None:
         with requests.Session() as session:
             while not stop.is_set():
-                session.post(url, json={"input": 1}, timeout=30)
+                answers.append(session.post(url, json={"input": 1}, headers=headers, timeout=30).status_code)
 
     clients = [threading.Thread(target=load, daemon=True) for _ in range(4)]
     for client in clients:
@@ -72,6 +74,10 @@ def test_dashboard_renders_and_its_numbers_move(lab: Lab, ray_cluster: Any) -> N
         assert seen == sorted(set(seen)), seen
         assert _shown(lab, "latency").count("/") == 2 and not _shown(lab, "latency").startswith("-")
         assert _shown(lab, "throughput").split()[0] != "0.0"
+        # Every request was answered (a load without the token once showed 100 % errors here).
+        assert set(answers) == {200}, f"statuses of the load: {sorted(set(answers))}"
+        assert _shown(lab, "error_rate") == "0.0%"
+        assert _shown(lab, "batch") != "-"
         assert lab.page.locator(f"{DASHBOARD} .nbserve-plot svg polyline").count() >= 1
         live = lab.screenshot("dashboard-live")  # the whole page, then the widget alone
         lab.page.locator(DASHBOARD).screenshot(path=str(live.with_name("dashboard.png")))

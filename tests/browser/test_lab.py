@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.browser.lab import Lab
+from tests.support.lab import Lab
 
 
 def test_notebook_runs_in_jupyterlab(lab: Lab) -> None:

@@ -7,9 +7,9 @@ from typing import Any
 
 import requests
 
-from nbserve.endpoint import Endpoint
-from tests.browser.lab import Lab
-from tests.helpers import wait_for
+from nbserve._endpoint import Endpoint
+from tests.support.helpers import wait_for
+from tests.support.lab import Lab
 
 NAME = "sidebar_echo"
 ROW = f".nbserve-Endpoint[data-name='{NAME}']"
@@ -47,7 +47,11 @@ def test_endpoint_appears_live_and_delete_tears_it_down(lab: Lab, ray_cluster: A
     )
     shown_after = time.monotonic() - deployed
     assert _row_text(lab, ".nbserve-figure-replicas .nbserve-figure-value") == "1/1"
-    assert _row_text(lab, ".nbserve-url") == url
+    shown = lab.page.locator(f"{ROW} .nbserve-url")
+    assert shown.get_attribute("data-url") == url  # what Copy copies
+    assert _row_text(lab, ".nbserve-url") == url.removeprefix("http://")
+    # Whole, wrapped where needed: nothing of the URL is cut off at the sidebar's default width.
+    assert shown.evaluate("node => node.scrollWidth <= node.clientWidth + 1")
     assert _row_text(lab, ".nbserve-Endpoint-backend") == "ray"
     assert _row_text(lab, ".nbserve-notebook") == "sidebar_demo.ipynb"
     if hasattr(Endpoint, "stats"):
@@ -58,6 +62,12 @@ def test_endpoint_appears_live_and_delete_tears_it_down(lab: Lab, ray_cluster: A
             "the sidebar to show the endpoint's p50 latency",
         )
         assert _row_text(lab, ".nbserve-figure-rate .nbserve-figure-value").endswith("/s")
+        # The sparkline draws once two polls have figures (the panel polls every 2 s).
+        lab.wait_js(
+            f'() => Number(document.querySelector("{ROW} .nbserve-Endpoint-trend")?.dataset.lines) >= 1',
+            15,
+            "the row's sparkline to draw a line",
+        )
     lab.screenshot("sidebar-endpoint-live")
     print(f"endpoint shown in the sidebar {shown_after:.1f} s after its cell finished")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.kernels import Kernel
+from tests.support.kernels import Kernel
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import run_cli
-from tests.kernels import Kernel
+from tests.support.helpers import run_cli
+from tests.support.kernels import Kernel
 
 pytestmark = pytest.mark.integration
 

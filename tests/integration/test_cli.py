@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.support.helpers import run_cli
 
 pytestmark = pytest.mark.integration
 

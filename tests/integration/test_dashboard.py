@@ -16,9 +16,9 @@ import pytest
 import requests
 
 from benchmarks.wrk import run_wrk
-from nbserve import api
-from tests.helpers import wait_for
-from tests.kernels import Kernel
+from nbserve import _api as api
+from tests.support.helpers import auth, wait_for
+from tests.support.kernels import Kernel
 
 pytestmark = [pytest.mark.integration, pytest.mark.kernel]
 
@@ -69,7 +69,7 @@ class CommReader:
 
 
 def _model_id(kernel: Kernel, part: str) -> str:
-    code = f"from nbserve.dashboard.widget import _live\nprint(_live['kdash'].{part}.model_id)"
+    code = f"from nbserve._dashboard.widget import _live\nprint(_live[('ray', '', 'kdash')].{part}.model_id)"
     return kernel.ok(code).stdout.strip()
 
 
@@ -87,7 +87,7 @@ def test_dashboard_state_follows_outside_load_and_stops_when_deleted(kernel: Ker
     reader = CommReader(kernel, _model_id(kernel, "_figures"))
     url = kernel.ok("print(kdash.url)").stdout.strip()
     for i in range(40):
-        assert requests.post(url, json={"input": i}, timeout=30).json() == {"output": 2 * i}
+        assert requests.post(url, json={"input": i}, headers=auth(), timeout=30).json() == {"output": 2 * i}
     shown = reader.wait_until(lambda s: _requests_served(s) >= 40, 20, "40 requests on the dashboard")
     assert _requests_served(shown) == 40
     assert shown["replicas"] == "1/1"
@@ -103,7 +103,7 @@ def test_dashboard_state_follows_outside_load_and_stops_when_deleted(kernel: Ker
     reader.wait_until(lambda s: s.get("replicas", "").startswith("0/"), 20, "the deletion on the dashboard")
     threads = "import threading\nprint(sorted(t.name for t in threading.enumerate()))"
     wait_for(lambda: "nbserve-dashboard" not in kernel.ok(threads).stdout, 10, "the poller thread to end")
-    header = kernel.ok("print(_live.get('kdash'))").stdout.strip()
+    header = kernel.ok("print(_live.get(('ray', '', 'kdash')))").stdout.strip()
     assert header == "None"  # forgotten: a new deploy of kdash starts a fresh dashboard
 
 
@@ -112,7 +112,7 @@ def test_counts_and_latency_agree_with_wrk(kernel: Kernel) -> None:
     url = kernel.ok("print(kdash.url)").stdout.strip()
     before = api.endpoint("kdash").stats().requests
 
-    result = run_wrk(url, body=3, connections=1, duration_s=8)
+    result = run_wrk(url, body=3, connections=1, duration_s=8, headers=auth())
 
     assert result.non_2xx == 0 and result.socket_errors == 0, result.output
     # wrk stops counting the request in flight when its time is up; the server still serves it.

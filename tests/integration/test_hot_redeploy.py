@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import nbserve
-from tests.helpers import PollingClient, wait_for
+from tests.support.helpers import PollingClient, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -126,12 +126,12 @@ def test_a_reload_survives_the_collector_being_killed(deploy: Any) -> None:
     """Load reports go through the collector actor; losing it must not lose the deploy."""
     import ray
 
-    from nbserve.backends.ray import collector
+    from nbserve.backends.ray.reports import find_collector
 
     ep = deploy(VERSIONED.format(version="v1"), "hot_no_collector")
     _, pid = ep("x")
-    ray.kill(collector.get_collector(), no_restart=True)
-    wait_for(lambda: collector.get_collector() is None, 30, "the collector to be gone")
+    ray.kill(find_collector(), no_restart=True)
+    wait_for(lambda: find_collector() is None, 30, "the collector to be gone")
     deploy(VERSIONED.format(version="v2"), "hot_no_collector")
     assert ep("x") == ["v2", pid]
-    assert collector.get_collector() is not None  # the replica's report made a new one
+    assert find_collector() is not None  # the deploy made a new one, for the replicas' reports

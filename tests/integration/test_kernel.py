@@ -7,8 +7,8 @@ import re
 import pytest
 import requests
 
-from tests.helpers import wait_for
-from tests.kernels import Kernel
+from tests.support.helpers import auth, wait_for
+from tests.support.kernels import Kernel
 
 pytestmark = [pytest.mark.integration, pytest.mark.kernel]
 
@@ -31,7 +31,7 @@ def test_cell_deploys_and_the_name_is_a_callable_endpoint(kernel: Kernel) -> Non
     mapped = kernel.ok("out = kecho.map([str(i) for i in range(20)], progress=False)\nprint(len(out), out[0][:2])")
     assert mapped.stdout.split() == ["20", "0@"]
     url = kernel.ok("print(kecho.url)").stdout.strip()
-    assert requests.post(url, json={"input": "c"}, timeout=30).json()["output"].startswith("c@")
+    assert requests.post(url, json={"input": "c"}, headers=auth(), timeout=30).json()["output"].startswith("c@")
 
     listing = kernel.ok("%serve ls").stdout
     assert "kecho" in listing and "running" in listing

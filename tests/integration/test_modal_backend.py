@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import wait_for
-from tests.kernels import Kernel
+from tests.support.helpers import wait_for
+from tests.support.kernels import Kernel
 
 CELL = 'def shout(items):\n    print("nbserve-live batch of", len(items))\n    return [x.upper() for x in items]\n'
 
@@ -79,8 +79,16 @@ def test_live_modal_deploy_call_status_down() -> None:
     try:
         assert endpoint("a") == "A"
         assert endpoint.map(["b", "c"], progress=False) == ["B", "C"]
-        response = requests.post(endpoint.url, json={"inputs": ["d", "e"]}, timeout=300)
-        assert response.json() == {"outputs": ["D", "E"]}
+        # Modal's proxy auth: no proxy token, no answer; with one (MODAL_PROXY_TOKEN_ID and
+        # _SECRET, made in Modal's settings), the HTTP contract.
+        assert requests.post(endpoint.url, json={"inputs": ["d", "e"]}, timeout=300).status_code == 401
+        proxy = {
+            "Modal-Key": os.environ.get("MODAL_PROXY_TOKEN_ID", ""),
+            "Modal-Secret": os.environ.get("MODAL_PROXY_TOKEN_SECRET", ""),
+        }
+        if all(proxy.values()):
+            response = requests.post(endpoint.url, json={"inputs": ["d", "e"]}, headers=proxy, timeout=300)
+            assert response.json() == {"outputs": ["D", "E"]}
         assert endpoint.status().state == "running"
         # Modal's statistics and logs arrive with a delay: wait for them, with a deadline.
         wait_for(lambda: endpoint.stats(window_s=600).items >= 5, 180, "Modal's statistics to count 5 items")

@@ -9,7 +9,8 @@ import pytest
 import requests
 
 import nbserve
-from tests.helpers import PollingClient, wait_for
+from nbserve._api import format_endpoints
+from tests.support.helpers import PollingClient, auth, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -39,15 +40,15 @@ def test_two_and_three_step_pipelines_answer_by_handle_and_http(deploy: Any) -> 
     deploy(SQUARE, "square", batch_wait_ms=20)
     outer = deploy(PLUS_ONE, "plus_one", uses="square")
     assert outer(3) == 10
-    assert requests.post(outer.url, json={"inputs": [1, 2]}, timeout=60).json() == {"outputs": [2, 5]}
+    assert requests.post(outer.url, json={"inputs": [1, 2]}, headers=auth(), timeout=60).json() == {"outputs": [2, 5]}
 
     top = deploy(REPORT, "report", uses="square,plus_one")
     assert top.map([2, 3], progress=False) == ["2: 4 then 5", "3: 9 then 10"]
-    assert requests.post(top.url, json={"input": 4}, timeout=60).json() == {"output": "4: 16 then 17"}
+    assert requests.post(top.url, json={"input": 4}, headers=auth(), timeout=60).json() == {"output": "4: 16 then 17"}
 
     listing = {info.name: info for info in nbserve.list_endpoints()}
     assert listing["report"].uses == ("square", "plus_one")
-    assert "square,plus_one" in nbserve.api.format_endpoints(listing.values())
+    assert "square,plus_one" in format_endpoints(listing.values())
 
 
 def test_inner_step_batches_while_the_outer_step_is_called_concurrently(deploy: Any) -> None:
@@ -61,7 +62,10 @@ def test_inner_step_batches_while_the_outer_step_is_called_concurrently(deploy: 
     )
     with ThreadPoolExecutor(24) as pool:
         sizes = list(
-            pool.map(lambda i: requests.post(outer.url, json={"input": i}, timeout=60).json()["output"], range(48))
+            pool.map(
+                lambda i: requests.post(outer.url, json={"input": i}, headers=auth(), timeout=60).json()["output"],
+                range(48),
+            )
         )
     assert max(sizes) > 1, f"the inner step never batched: {sizes}"
 
@@ -111,12 +115,12 @@ def test_down_of_a_used_step_on_the_command_line(deploy: Any) -> None:
     deploy(SQUARE, "square_c")
     deploy("async def user_c(items):\n    return await square_c.map(items)\n", "user_c", uses="square_c")
     refused = subprocess.run(
-        [sys.executable, "-m", "nbserve.cli", "down", "square_c"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "nbserve._cli", "down", "square_c"], capture_output=True, text=True, timeout=120
     )
     assert refused.returncode == 1
     assert "square_c is used by user_c" in refused.stderr
     forced = subprocess.run(
-        [sys.executable, "-m", "nbserve.cli", "down", "square_c", "--force"],
+        [sys.executable, "-m", "nbserve._cli", "down", "square_c", "--force"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -11,8 +11,8 @@ import pytest
 import requests
 
 import nbserve
-from nbserve.protocol import MAX_BODY_BYTES
-from tests.helpers import PollingClient, wait_for
+from nbserve.runtime.http import MAX_BODY_BYTES
+from tests.support.helpers import PollingClient, auth, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ def check(items):
 
 
 def post(url: str, payload: Any = None, **kwargs: Any) -> requests.Response:
-    return requests.post(url, json=payload, timeout=60, **kwargs)
+    return requests.post(url, json=payload, timeout=60, headers=auth(), **kwargs)
 
 
 def test_deploy_answers_by_handle_and_http(deploy: Any) -> None:
@@ -50,7 +50,7 @@ def test_deploy_answers_by_handle_and_http(deploy: Any) -> None:
     assert many.status_code == 200
     assert [o["item"] for o in many.json()["outputs"]] == ["c", "d", "e"]
 
-    described = requests.get(ep.url, timeout=30).json()
+    described = requests.get(ep.url, headers=auth(), timeout=30).json()
     assert described["handler"] == "echo"
     assert described["batched"] is True
 
@@ -60,7 +60,9 @@ def test_deploy_answers_by_handle_and_http(deploy: Any) -> None:
 
 
 def test_concurrent_requests_form_real_batches(deploy: Any) -> None:
-    ep = deploy(ECHO, "echo_batching", max_batch_size=8, batch_wait_ms=50)
+    # 32 clients at once exceed the default queue (two batches); this test is about batching,
+    # so it makes room for all of them (shedding has its own tests).
+    ep = deploy(ECHO, "echo_batching", max_batch_size=8, batch_wait_ms=50, max_queued=32)
 
     def one(i: int) -> int:
         response = post(ep.url, {"input": i})
@@ -115,16 +117,16 @@ def test_bad_requests_get_json_4xx(deploy: Any) -> None:
         (dict(json={"inputs": "abc"}), 422, "WrongShape"),
     ]
     for kwargs, status, kind in cases:
-        response = requests.post(ep.url, timeout=30, **kwargs)
+        response = requests.post(ep.url, timeout=30, headers=auth(), **kwargs)
         assert response.status_code == status, (kwargs, response.text)
         assert response.json()["error"]["type"] == kind
         assert response.json()["error"]["message"]
 
-    too_large = requests.post(ep.url, data=b"[" + b" " * (MAX_BODY_BYTES + 1) + b"]", timeout=60)
+    too_large = requests.post(ep.url, data=b"[" + b" " * (MAX_BODY_BYTES + 1) + b"]", headers=auth(), timeout=60)
     assert too_large.status_code == 413
     assert too_large.json()["error"]["type"] == "PayloadTooLarge"
 
-    wrong_method = requests.put(ep.url, json={"input": 1}, timeout=30)
+    wrong_method = requests.put(ep.url, json={"input": 1}, headers=auth(), timeout=30)
     assert wrong_method.status_code == 405
     assert post(ep.url, {"input": 1}).status_code == 200
 
@@ -196,13 +198,12 @@ def test_failing_setup_is_reported_with_its_traceback_and_removed(deploy: Any) -
 def test_resources_the_cluster_lacks_are_refused_quickly(deploy: Any) -> None:
     started = time.monotonic()
     with pytest.raises(nbserve.InsufficientResourcesError) as raised:
-        deploy("def f(xs):\n    return xs\n", "wants_gpu", gpu="0.25")
+        deploy("def f(xs):\n    return xs\n", "wants_gpu", gpu="2")
     assert time.monotonic() - started < 10
     message = str(raised.value)
-    assert "needs 0.1 CPU, 0.25 GPU" in message
+    assert "needs 0.1 CPU, 2 GPU" in message
     assert "no node of the local Ray cluster has that much" in message
-    assert "GPU" not in message.split("it has ", 1)[1].split(".")[0]  # what it has: CPUs only
-    assert "Drop --gpu" in message
+    assert "1 GPU" in message.split("it has ", 1)[1].split(".")[0]  # what it has: the test cluster's one
 
     with pytest.raises(nbserve.InsufficientResourcesError, match="64 CPU"):
         deploy("def f(xs):\n    return xs\n", "wants_cpus", cpus=64)

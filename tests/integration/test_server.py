@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -16,8 +17,8 @@ from jupyter_client.manager import KernelManager
 from tornado.httpclient import HTTPClientError
 
 from nbserve.server import ROUTE
-from tests.helpers import wait_for
-from tests.kernels import Kernel
+from tests.support.helpers import auth, wait_for
+from tests.support.kernels import Kernel
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 pytestmark = pytest.mark.integration
@@ -92,7 +93,7 @@ async def test_list_get_and_delete_an_endpoint_whose_kernel_is_gone(
     owner_kernel.ok("%load_ext nbserve")
     owner_kernel.ok("%%serve orphan --cpus 0.1\ndef orphan(items):\n    return [x * 2 for x in items]\n")
     url = owner_kernel.ok("orphan.url").data[-1]["text/plain"].strip("'")
-    assert requests.post(url, json={"input": 21}, timeout=30).json() == {"output": 42}
+    assert requests.post(url, json={"input": 21}, headers=auth(), timeout=30).json() == {"output": 42}
 
     listed = await _json(jp_fetch, ROUTE)
     assert listed["problem"] is None
@@ -104,7 +105,7 @@ async def test_list_get_and_delete_an_endpoint_whose_kernel_is_gone(
     owner_kernel.shutdown()  # the kernel is gone; the endpoint serves on
     one = await _json(jp_fetch, ROUTE, "orphan")
     assert (one["status"], one["owner"]["state"]) == ("running", "exited")
-    assert requests.post(url, json={"input": 1}, timeout=30).json() == {"output": 2}
+    assert requests.post(url, json={"input": 1}, headers=auth(), timeout=30).json() == {"output": 2}
 
     response = await jp_fetch(ROUTE, "orphan", method="DELETE", **SLOW)
     assert response.code == 204
@@ -118,12 +119,76 @@ async def test_list_get_and_delete_an_endpoint_whose_kernel_is_gone(
 
 
 async def test_a_deployment_removed_behind_nbserves_back_shows_gone(jp_fetch: Any, deploy: Any) -> None:
-    from nbserve.backends import get_backend
+    from ray import serve
 
     deploy("def vanish(items):\n    return items\n", "vanish")
     assert {e["name"]: e["status"] for e in (await _json(jp_fetch, ROUTE))["endpoints"]}["vanish"] == "running"
 
-    get_backend("ray").delete("vanish")  # the backend alone: no registry update
+    serve.delete("vanish")  # behind nbserve's back: the registry still has it
     entry = await _json(jp_fetch, ROUTE, "vanish")
     assert (entry["status"], entry["replicas"]["running"]) == ("gone", 0)
     wait_for(lambda: requests.post(entry["url"], json={"input": 1}, timeout=30).status_code == 404, 30, "404")
+
+
+PROXY = "nbserve/endpoints"
+
+
+async def test_the_jupyter_route_answers_for_the_endpoint(jp_fetch: Any, jp_base_url: str, deploy: Any) -> None:
+    """Where only the Jupyter server's port is reachable, its route is the endpoint."""
+    deploy("def relay(items):\n    return [x * 3 if isinstance(x, int) else x / 0 for x in items]\n", "relay")
+    listed = {e["name"]: e for e in (await _json(jp_fetch, ROUTE))["endpoints"]}["relay"]
+    assert listed["jupyter_url"] == f"{jp_base_url}{PROXY}/relay"
+    assert (await _json(jp_fetch, PROXY, "relay"))["handler"] == "relay"
+    answer = await _json(jp_fetch, PROXY, "relay", method="POST", body=json.dumps({"input": 2}))
+    assert answer == {"output": 6}
+    with pytest.raises(HTTPClientError) as failed:
+        await jp_fetch(PROXY, "relay", method="POST", body=json.dumps({"inputs": [1, "x"]}), **SLOW)
+    assert failed.value.code == 500
+    assert json.loads(failed.value.response.body)["outputs"] == [3, None]
+    with pytest.raises(HTTPClientError) as missing:
+        await jp_fetch(PROXY, "nowhere", **SLOW)
+    assert missing.value.code == 404
+
+
+async def test_the_jupyter_route_relays_a_stream_chunk_by_chunk(
+    jp_serverapp: Any, jp_base_url: str, http_server_client: Any, deploy: Any
+) -> None:
+    deploy("import time\ndef drip(x):\n    yield 'a'\n    time.sleep(1.0)\n    yield 'b'\n", "drip", no_batch=True)
+    arrivals: list[tuple[float, bytes]] = []
+    started = time.monotonic()
+    token = jp_serverapp.identity_provider.token
+    await http_server_client.fetch(
+        f"{jp_base_url}{PROXY}/drip",
+        method="POST",
+        body=json.dumps({"input": 0, "stream": True}),
+        headers={"Authorization": f"token {token}"},
+        streaming_callback=lambda chunk: arrivals.append((time.monotonic() - started, chunk)),
+        **SLOW,
+    )
+    assert (
+        b"".join(c for _, c in arrivals) == b'data: {"output":"a"}\n\ndata: {"output":"b"}\n\nevent: end\ndata: {}\n\n'
+    )
+    first = next(t for t, chunk in arrivals if b'"a"' in chunk)
+    assert first < arrivals[-1][0] - 0.8  # the first chunk came through before the handler went on
+
+
+async def test_the_jupyter_route_needs_jupyters_own_credentials(
+    jp_serverapp: Any, jp_base_url: str, http_server_client: Any, deploy: Any
+) -> None:
+    deploy("def relay2(items):\n    return items\n", "relay2")
+    path = f"{jp_base_url}{PROXY}/relay2"
+    body = json.dumps({"input": 1})
+
+    async def fetch(url: str, **kwargs: Any) -> Any:
+        return await http_server_client.fetch(url, raise_error=False, follow_redirects=False, **SLOW, **kwargs)
+
+    assert (await fetch(path, method="POST", body=body)).code == 403
+    assert (await fetch(path, method="POST", body=body, headers={"Authorization": "token wrong"})).code == 403
+    assert (await fetch(path)).code in (302, 403)  # a browser is sent to the login page
+    # The browser's session: logged in once (the token in the URL), then the cookie alone.
+    login = await fetch(f"{path}?token={jp_serverapp.identity_provider.token}")
+    assert login.code == 200
+    cookie = "; ".join(c.split(";", 1)[0] for c in login.headers.get_list("Set-Cookie"))
+    assert (await fetch(path, headers={"Cookie": cookie})).code == 200  # GET: the API docs in a tab
+    forged = await fetch(path, method="POST", body=body, headers={"Cookie": cookie})
+    assert forged.code == 403  # POST with the cookie and no XSRF token: what another page could send

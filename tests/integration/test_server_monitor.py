@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
+from nbserve._errors import EndpointNotFoundError, NbserveError
 from nbserve.server.live import Monitor
-from tests.browser.lab import free_port
+from tests.support.helpers import free_port
 
 
 def test_monitor_answers_and_is_restarted_after_it_died(tmp_path: Path) -> None:
@@ -21,9 +24,10 @@ def test_monitor_answers_and_is_restarted_after_it_died(tmp_path: Path) -> None:
         first.wait()
         assert monitor.request({"op": "list"})["cluster"] is False
         assert monitor._process is not None and monitor._process.pid != first.pid
-        answer = monitor.request({"op": "frobnicate"})
-        assert answer["ok"] is False and "unknown request" in answer["message"]
-        assert monitor.request({"op": "delete", "name": "x"})["error"] == "not_found"
+        with pytest.raises(NbserveError, match="unknown request"):
+            monitor.request({"op": "frobnicate"})
+        with pytest.raises(EndpointNotFoundError):  # rebuilt from its name on the pipe
+            monitor.request({"op": "delete", "name": "x"})
     finally:
         monitor.close()
     assert monitor._process is None

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from nbserve.batcher import Batcher
+from nbserve.runtime.batcher import Batcher
 
 
 class SlowHandler:

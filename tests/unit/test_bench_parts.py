@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from nbserve.bench import BenchResult, LoadPlan, PayloadError, load_payloads, report
-from nbserve.bench.loadgen import histogram
+from nbserve._bench import report
+from nbserve._bench.loadgen import BenchResult, LoadPlan, histogram
+from nbserve._bench.payload import load_payloads
+from nbserve._errors import PayloadError
 
 
 def test_payload_literals_expressions_and_json_lines(tmp_path: Path) -> None:

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from nbserve.cell import CellBundle, HandlerInfo, analyze_cell, make_bundle
-from nbserve.errors import CellError
+from nbserve._cell import HandlerInfo, analyze_cell, make_bundle
+from nbserve._errors import CellError
+from nbserve.runtime import CellBundle
 
 
 def cell(text: str) -> str:
@@ -133,7 +134,9 @@ TWO_DEFS = cell(
 
 def test_default_handler_is_the_last_top_level_def() -> None:
     info = analyze_cell(TWO_DEFS)
-    assert info == HandlerInfo(name="predict", lineno=4, is_async=False, free_names=frozenset(), has_star_import=False)
+    assert info == HandlerInfo(
+        name="predict", lineno=4, is_async=False, is_generator=False, free_names=frozenset(), has_star_import=False
+    )
 
 
 def test_nested_def_after_the_last_top_level_def_is_not_chosen() -> None:

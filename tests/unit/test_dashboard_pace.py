@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from nbserve._dashboard.widget import Dashboard
+from nbserve._endpoint import Endpoint
 from nbserve.backends.base import Backend
 from nbserve.backends.modal.backend import ModalBackend
-from nbserve.backends.ray import RayBackend
-from nbserve.dashboard.widget import Dashboard
-from nbserve.endpoint import Endpoint
-from tests.helpers import endpoint_info
+from nbserve.backends.ray.backend import RayBackend
+from tests.support.helpers import endpoint_info
 
 
 def endpoint_on(backend: Backend) -> Endpoint:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from nbserve.backends.base import EndpointInfo
-from nbserve.dashboard import render
-from nbserve.metrics import EndpointStats, SeriesPoint
-from tests.helpers import endpoint_info
+from nbserve._dashboard import render
+from nbserve._types import EndpointInfo, EndpointStats, SeriesPoint
+from tests.support.helpers import endpoint_info
 
 INFO = endpoint_info()
 STATS = EndpointStats(
@@ -85,7 +84,44 @@ def test_plot_is_valid_svg_with_lines_gaps_and_lone_points() -> None:
     assert len(throughput.findall(f"{ns}polyline")) == 1  # never None: one unbroken line
 
 
+def test_the_time_axis_follows_a_young_endpoint_and_stops_at_three_minutes() -> None:
+    assert render.plot_span(0) == 30  # the least: six steps
+    assert render.plot_span(41) == 45  # its whole life, in whole 5 s steps
+    assert render.plot_span(3600) == 180
+    series = [SeriesPoint(float(t), 1.0, 5.0, 5.0, 5.0) for t in range(9)]  # 45 s of 5 s steps
+    axis = re.findall(r"data-axis='start'>([^<]*)<", render.plot_svg(series))
+    assert axis == ["-45 s", "-45 s"]
+    long = [SeriesPoint(float(t), 1.0, 5.0, 5.0, 5.0) for t in range(36)]
+    assert re.findall(r"data-axis='start'>([^<]*)<", render.plot_svg(long))[0] == "-3 min"
+
+
+def test_replicas_are_plotted_per_step_with_gaps_where_nobody_watched() -> None:
+    samples = [(1.0, 1, 1), (3.0, 1, 3), (9.0, 2, 3), (14.0, 3, 3), (24.0, 1, 1)]
+    steps = render.replica_steps(samples, [5.0, 10.0, 15.0, 20.0, 25.0])
+    assert steps == [(1, 3), (2, 3), (3, 3), None, (1, 1)]  # the last sample of each step
+    series = [SeriesPoint(float(t), 1.0, 5.0, 5.0, 5.0) for t in range(5)]
+    charts = re.findall(r"<svg.*?</svg>", render.plot_svg(series, steps))
+    assert len(charts) == 3
+    replicas = ET.fromstring(charts[2])
+    ns = "{http://www.w3.org/2000/svg}"
+    # running and target: a line over the first three steps each, a dot for the last.
+    assert len(replicas.findall(f"{ns}polyline")) == 2 and len(replicas.findall(f"{ns}circle")) == 2
+    assert "max 3" in charts[2]
+
+
 def test_text_summary_reads_well_without_html() -> None:
     text = render.text_summary(INFO, STATS)
     assert text.splitlines()[0] == "embed (ray) · running · http://127.0.0.1:8000/embed"
     assert "latency p50 / p95 / p99 (ms, last 60 s)  12.3 / 45.6 / 250" in text
+
+
+def test_a_streaming_endpoint_shows_its_first_chunk_and_open_streams() -> None:
+    plain = {key for key, _, _ in render.figures_rows(EndpointStats(name="e", window_s=60))}
+    assert not plain & {"first_chunk", "streams"}  # only where something streamed
+    stats = EndpointStats(
+        name="e", window_s=60, window_streams=4, streams_in_flight=2, first_chunk_p50_ms=41.5, first_chunk_p95_ms=88.0,
+        chunks_per_s=230.0,
+    )  # fmt: skip
+    rows = {key: value for key, _, value in render.figures_rows(stats)}
+    assert rows["first_chunk"] == "41.5 / 88.0" and rows["streams"] == "2 open · 230 chunks/s"
+    assert "first chunk p50 / p95" in render.text_summary(endpoint_info(), stats)

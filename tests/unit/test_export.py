@@ -9,10 +9,11 @@ import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from nbserve.cell import analyze_cell, make_bundle
-from nbserve.errors import SpecError
-from nbserve.export import export_cell, render_ray_module, render_rayservice
-from nbserve.spec import build_spec
+from nbserve._cell import analyze_cell, make_bundle
+from nbserve._errors import SpecError
+from nbserve._export import export_cell, render_ray_module, render_rayservice
+from nbserve._flags import build_spec
+from nbserve.backends.ray.options import SHED_HEADROOM
 
 SOURCE = 'import numpy as np\nLABEL = "v"\n\ndef shout(items):\n    return [PREFIX + x.upper() for x in items]\n'
 
@@ -29,7 +30,7 @@ def test_ray_module_keeps_the_cell_and_shows_the_mapping() -> None:
     assert SOURCE in text  # the cell's source, intact
     assert "NOTEBOOK_VALUES = {\n    'PREFIX': '>',\n}" in text
     assert "# %%serve shout --max-batch-size 16 --gpu 0.25 --replicas 1:4 --env A=1" in text
-    assert "'num_gpus': 0.25" in text and "'max_ongoing_requests': 32" in text
+    assert "'num_gpus': 0.25" in text and f"'max_ongoing_requests': {16 + 32 + SHED_HEADROOM}" in text
     assert "serve run shout_app:app --name shout --route-prefix /shout" in text
 
 
@@ -114,3 +115,31 @@ def test_modal_export_is_a_file_modal_deploy_accepts(tmp_path: Path) -> None:
     assert isinstance(module.app, modal.App)
     assert module.app.name == "nbserve-shout"
     assert module.SPEC.backend == "modal" and module.SPEC.gpu.type == "A10G"
+
+
+def test_an_exported_replica_refuses_to_start_without_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``serve run`` of an export: the replica takes NBSERVE_TOKEN, and without it does not start."""
+    from nbserve.backends.ray.replica import CellReplica
+
+    monkeypatch.delenv("NBSERVE_TOKEN", raising=False)
+    monkeypatch.setenv("NBSERVE_METRICS", "0")  # no collector to ship to outside a cluster
+    bundle = bundle_for("shout")
+    options = build_spec(name="shout").runtime_options()
+    with pytest.raises(RuntimeError, match=r"NBSERVE_TOKEN is not set.*--public"):
+        CellReplica(bundle, options, 0.0, None)
+    assert CellReplica(bundle, options, 0.0, "from-the-shell")._token() == "from-the-shell"
+    monkeypatch.setenv("NBSERVE_TOKEN", "from-the-replica")
+    assert CellReplica(bundle, options, 0.0, None)._token() == "from-the-replica"
+    public = build_spec(name="shout", public=True).runtime_options()
+    monkeypatch.delenv("NBSERVE_TOKEN")
+    assert CellReplica(bundle, public, 0.0, None)._served is not None
+
+
+def test_an_exported_streaming_cell_still_streams() -> None:
+    source = "def spell(words):\n    for i in range(2):\n        yield [w[i] if i < len(w) else None for w in words]\n"
+    bundle = make_bundle("spell", source, analyze_cell(source), batched=True)
+    namespace: dict[str, object] = {}
+    module = render_ray_module(build_spec(name="spell", openai="chat"), bundle)
+    exec(module.split("DEPLOYMENT_OPTIONS")[0], namespace)
+    assert namespace["BUNDLE"] == bundle and namespace["BUNDLE"].streams  # type: ignore[attr-defined]
+    assert namespace["OPTIONS"].openai == "chat"  # type: ignore[attr-defined]

@@ -8,7 +8,8 @@ import threading
 import numpy as np
 import pytest
 
-from nbserve.metrics import HISTORY_S, MetricsWindow, Recorder, RequestSample, percentile
+from nbserve._metrics import HISTORY_S, MetricsWindow, percentile
+from nbserve.runtime.recorder import Recorder, RequestSample
 
 NOW = 1_800_000_000.0
 
@@ -150,7 +151,7 @@ def test_windows_end_where_every_live_replica_has_shipped() -> None:
 
 
 def test_history_is_capped_but_totals_stay_exact(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("nbserve.metrics.MAX_SAMPLES", 100)
+    monkeypatch.setattr("nbserve._metrics.MAX_SAMPLES", 100)
     window = MetricsWindow("busy", created_at=NOW - 100)
     window.add("r", [RequestSample(NOW - 10 + i / 1000, 0.01, 1, False) for i in range(250)], now=NOW)
     stats = window.stats(60, now=NOW)

@@ -22,30 +22,35 @@ import modal
 import modal.client
 import pytest
 
-from nbserve.backends.modal import ModalCellApp, build_modal_app, build_modal_parts
+from nbserve._cell import analyze_cell, make_bundle
+from nbserve._errors import HandlerError, SetupFailedError, SpecError
+from nbserve._flags import build_spec
+from nbserve._spec import ServeSpec
 from nbserve.backends.modal.app import (
+    MODAL_ACCESS,
+    AsgiApp,
+    ModalCellApp,
+    as_outcome,
+    build_modal_app,
+    build_modal_parts,
+    cell_imports,
+    http_app,
+    image_for,
+    image_packages,
+    service_caller,
+)
+from nbserve.backends.modal.options import (
     CLASS_NAME,
     DEFAULT_SCALEDOWN_WINDOW_S,
     DEFAULT_STARTUP_TIMEOUT_S,
     WEB_FUNCTION_NAME,
-    AsgiApp,
-    Caller,
-    as_outcome,
     batch_options,
-    cell_imports,
     cls_options,
-    http_app,
-    image_for,
-    image_packages,
     modal_app_name,
     modal_gpu,
-    service_caller,
 )
-from nbserve.cell import CellBundle, analyze_cell, make_bundle
-from nbserve.errors import HandlerError, SetupFailedError, SpecError
-from nbserve.program import CellProgram, Outcome
-from nbserve.protocol import MAX_BODY_BYTES, render_outcomes
-from nbserve.spec import ServeSpec, build_spec
+from nbserve.runtime import CellBundle, CellProgram, Outcome
+from nbserve.runtime.http import MAX_BODY_BYTES, HttpTarget, Runner, Streamer, render_outcomes
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -296,6 +301,13 @@ def test_web_function_is_an_asgi_endpoint_without_gpu() -> None:
     assert info.concurrency_info is not None and info.concurrency_info.max_inputs == 100
 
 
+def test_web_function_asks_for_modals_proxy_auth_unless_public() -> None:
+    guarded = build_modal_parts(modal_spec(), bundle_for(UPPER_CELL)).web.info().web_info
+    public = build_modal_parts(modal_spec(public=True), bundle_for(UPPER_CELL)).web.info().web_info
+    assert guarded is not None and guarded.unauthenticated is False  # Modal-Key / Modal-Secret required
+    assert public is not None and public.unauthenticated is True
+
+
 # --- the class's outputs: the same as nbserve's CellProgram (and so the Ray endpoint) ------------
 
 
@@ -434,6 +446,16 @@ def test_service_caller_looks_the_class_up_once_and_maps(monkeypatch: pytest.Mon
 # --- the HTTP contract -------------------------------------------------------------------------------
 
 
+def web_target(call: Runner, usage: dict[str, Any] | None = None, stream: Streamer | None = None) -> HttpTarget:
+    """The web function's view of the endpoint, with ``call`` (and ``stream``) standing for the class."""
+
+    async def one_chunk(item: Any) -> AsyncIterator[Any]:
+        yield (await call([item]))[0].unwrap()
+
+    options = modal_spec().runtime_options()
+    return HttpTarget(options, usage or {}, MODAL_ACCESS, call, stream or one_chunk, streams=stream is not None)  # type: ignore[arg-type]
+
+
 async def asgi_request(
     app: AsgiApp, method: str, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None
 ) -> tuple[int, dict[bytes, bytes], Any]:
@@ -447,8 +469,12 @@ async def asgi_request(
         sent.append(message)
 
     await app({"type": "http", "method": method, "path": "/", "headers": headers or []}, receive, send)
-    start, response = sent
-    return start["status"], dict(start["headers"]), json.loads(response["body"])
+    start, *bodies = sent
+    raw = b"".join(message["body"] for message in bodies)
+    if dict(start["headers"]).get(b"content-type") == b"text/event-stream":
+        assert [m.get("more_body", False) for m in bodies] == [True] * (len(bodies) - 1) + [False]
+        return start["status"], dict(start["headers"]), raw.decode()
+    return start["status"], dict(start["headers"]), json.loads(raw)
 
 
 @pytest.fixture
@@ -463,7 +489,7 @@ def local_web() -> Iterator[tuple[AsgiApp, CellProgram]]:
         return outcomes
 
     reference = CellProgram(bundle)
-    yield http_app(call, {"endpoint": "up"}), reference
+    yield http_app(web_target(call, {"endpoint": "up"})), reference
     reference.close()
 
 
@@ -503,8 +529,8 @@ def test_an_unreachable_class_is_a_503() -> None:
     async def broken(items: list[Any]) -> list[Outcome]:
         raise ConnectionError("app not deployed")
 
-    caller: Caller = broken
-    status, _, body = asyncio.run(asgi_request(http_app(caller, {}), "POST", b'{"input": 1}'))
+    caller: Runner = broken
+    status, _, body = asyncio.run(asgi_request(http_app(web_target(caller)), "POST", b'{"input": 1}'))
     assert status == 503
     assert body["error"]["type"] == "ServiceUnavailable" and "app not deployed" in body["error"]["message"]
 
@@ -519,5 +545,67 @@ def test_lifespan_is_acknowledged() -> None:
     async def send(message: Any) -> None:
         sent.append(message)
 
-    wait(http_app(lambda items: asyncio.sleep(0, []), {})({"type": "lifespan"}, receive, send))
+    wait(http_app(web_target(lambda items: asyncio.sleep(0, [])))({"type": "lifespan"}, receive, send))
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+# --- streaming ---------------------------------------------------------------------------------------
+
+STREAM_CELL = textwrap.dedent(
+    """
+    def spell(word):
+        for letter in word:
+            if letter == "!":
+                raise ValueError("no shouting")
+            yield letter.upper()
+    """
+)
+
+
+def test_a_streaming_cell_gets_a_generator_method_and_a_collecting_one() -> None:
+    # The class as a container runs it: Modal's .local() cannot run an async generator method
+    # (modal 1.x awaits what the method returns), so the methods are called on the class itself.
+    bundle = bundle_for(STREAM_CELL, batched=False)
+    service = build_modal_parts(modal_spec(no_batch=True), bundle).user_cls()
+    service.start()
+
+    async def chunks(item: str) -> list[Outcome]:
+        return [outcome async for outcome in service.handle_stream(item)]
+
+    streamed = asyncio.run(chunks("abc"))
+    assert [o.value for o in streamed] == ["A", "B", "C"]
+    failed = asyncio.run(chunks("a!"))
+    assert failed[0].value == "A" and failed[-1].error is not None and failed[-1].error.type_name == "ValueError"
+    assert asyncio.run(service.handle("abc")).value == "ABC"  # collected, as the HTTP contract does
+    service.stop()
+
+
+def test_a_batched_streaming_cell_is_refused_on_modal() -> None:
+    with pytest.raises(SpecError, match="--no-batch"):
+        nbserve_deploy_check(STREAM_CELL, modal_spec())
+
+
+def nbserve_deploy_check(source: str, spec: ServeSpec) -> None:
+    from nbserve._api import check_fits
+
+    check_fits(spec, analyze_cell(source, batched=spec.batched))
+
+
+def test_the_web_function_streams_server_sent_events_chunk_by_chunk() -> None:
+    bundle = bundle_for(STREAM_CELL, batched=False)
+    service = build_modal_parts(modal_spec(no_batch=True), bundle).user_cls()
+
+    async def call(items: list[Any]) -> list[Outcome]:
+        return [await service.handle(item) for item in items]
+
+    async def stream(item: Any) -> AsyncIterator[Any]:
+        async for outcome in service.handle_stream(item):
+            yield outcome.unwrap()
+
+    app = http_app(web_target(call, stream=stream))
+    status, headers, text = asyncio.run(asgi_request(app, "POST", b'{"input": "ab", "stream": true}'))
+    assert status == 200 and b"content-length" not in headers
+    assert text == 'data: {"output":"A"}\n\ndata: {"output":"B"}\n\nevent: end\ndata: {}\n\n'
+    status, _, text = asyncio.run(asgi_request(app, "POST", b'{"input": "a!", "stream": true}'))
+    assert text.startswith('data: {"output":"A"}\n\nevent: error\ndata: {"error":{"type":"HandlerError"')
+    assert asyncio.run(asgi_request(app, "POST", b'{"input": "ab"}'))[::2] == (200, {"output": "AB"})

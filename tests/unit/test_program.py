@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from nbserve.cell import analyze_cell, make_bundle
-from nbserve.errors import DeployError, HandlerError, SetupFailedError
-from nbserve.program import SETUP_TRACEBACK_BEGIN, SETUP_TRACEBACK_END, CellProgram, Outcome
+from nbserve._cell import analyze_cell, make_bundle
+from nbserve._errors import DeployError, HandlerError, SetupFailedError
+from nbserve.runtime.program import SETUP_TRACEBACK_BEGIN, SETUP_TRACEBACK_END, CellProgram, Outcome
 
 MakeProgram = Callable[..., CellProgram]
 

@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from nbserve.errors import HandlerError
-from nbserve.program import Outcome
-from nbserve.protocol import (
+from nbserve._errors import HandlerError, RequestError
+from nbserve.runtime.http import (
     MAX_BODY_BYTES,
     MAX_INPUTS,
     ParsedRequest,
-    RequestError,
     check_length,
+    error_body,
     parse_request,
     render_outcomes,
     to_jsonable,
 )
+from nbserve.runtime.program import Outcome
 
 
 def request_error(body: bytes) -> RequestError:
@@ -32,7 +32,7 @@ def request_error(body: bytes) -> RequestError:
 def check_request_error(error: RequestError, status: int, type_name: str, *fragments: str) -> None:
     assert error.status == status
     assert error.type_name == type_name
-    assert error.body() == {"error": {"type": type_name, "message": error.message}}
+    assert error_body(error.type_name, error.message) == {"error": {"type": type_name, "message": error.message}}
     assert str(error) == error.message
     for fragment in fragments:
         assert fragment in error.message

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-from nbserve.backends.ray.options import deployment_options, max_ongoing_requests, replica_demand
-from nbserve.spec import build_spec
+from nbserve._flags import build_spec
+from nbserve.backends.ray.options import (
+    SERVE_MAX_QUEUED,
+    SHED_HEADROOM,
+    deployment_options,
+    max_ongoing_requests,
+    replica_demand,
+)
 
 
-def test_batched_defaults_leave_room_for_a_full_batch() -> None:
+def test_batched_defaults_leave_room_for_a_full_batch_and_for_turning_requests_away() -> None:
     spec = build_spec(name="e", max_batch_size=32)
     options = deployment_options(spec)
-    assert options["max_ongoing_requests"] == 64 == max_ongoing_requests(spec)
+    # A batch running, two more queued, and the headroom the replica answers 503 from.
+    assert options["max_ongoing_requests"] == 32 + 64 + SHED_HEADROOM == max_ongoing_requests(spec)
+    assert options["max_queued_requests"] == SERVE_MAX_QUEUED
     assert options["num_replicas"] == 1
     assert options["ray_actor_options"] == {"num_cpus": 1.0}
     assert "autoscaling_config" not in options
 
 
-def test_unbatched_keeps_rays_default_concurrency() -> None:
-    assert deployment_options(build_spec(name="e", no_batch=True))["max_ongoing_requests"] == 5
+def test_unbatched_and_explicit_queues() -> None:
+    assert deployment_options(build_spec(name="e", no_batch=True))["max_ongoing_requests"] == 1 + 64 + SHED_HEADROOM
+    assert deployment_options(build_spec(name="e", max_queued=0))["max_ongoing_requests"] == 64 + SHED_HEADROOM
 
 
 def test_fractional_gpu_and_type_map_to_actor_options() -> None:

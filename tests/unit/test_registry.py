@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from nbserve.registry import GONE, LiveEndpoint, Owner, Registry, owner_state
+from nbserve._registry import GONE, LiveEndpoint, Owner, Registry, owner_state
 
 WRITERS = 4
 PER_WRITER = 40
@@ -112,3 +112,20 @@ def test_owner_of_a_kernel_process(argv: list[str], kernel_id: str | None) -> No
     owner = Owner.current(environ={"JPY_SESSION_NAME": "/home/u/work/a.ipynb"}, argv=argv)
     assert (owner.kernel_id, owner.notebook_path) == (kernel_id, "/home/u/work/a.ipynb")
     assert owner.pid is not None and owner.host == socket.gethostname()
+
+
+def test_a_damaged_file_is_set_aside_and_a_new_one_started(tmp_path: Path) -> None:
+    path = tmp_path / "registry.sqlite3"
+    Registry(path).record(backend="ray", name="kept", url="u", status="running")
+    path.write_bytes(b"this is not a database, whatever wrote it" * 100)
+    with pytest.warns(UserWarning, match="set aside"):
+        fresh = Registry(path)
+    assert fresh.entries() == []
+    assert [p.name.startswith("registry.sqlite3.corrupt-") for p in tmp_path.iterdir()].count(True) == 1
+    fresh.observe("ray", [LiveEndpoint("kept", "u", "running", 1, 1)])  # relisted from the cluster
+    assert [e.name for e in fresh.entries()] == ["kept"]
+    path.write_bytes(b"\0" * 4096 + b"damaged while open")  # damaged under an open registry
+    with pytest.warns(UserWarning, match="set aside"):
+        assert fresh.entries() == []
+    fresh.record(backend="ray", name="again", url="u", status="running")
+    assert [e.name for e in Registry(path).entries()] == ["again"]

@@ -1,4 +1,5 @@
-"""Unit tests of nbserve.spec: every parser's valid mappings and every SpecError path."""
+"""Unit tests of the flags (``nbserve._flags``) and the spec they build: every parser's valid
+mappings and every SpecError path, the backends' own rules included."""
 
 from __future__ import annotations
 
@@ -6,22 +7,23 @@ from typing import Any
 
 import pytest
 
-from nbserve.errors import SpecError
-from nbserve.spec import (
-    DEFAULT_BATCH_WAIT_S,
-    DEFAULT_MAX_BATCH_SIZE,
-    BatchConfig,
-    GpuRequest,
-    ReplicaRange,
-    ServeSpec,
+from nbserve._errors import SpecError
+from nbserve._flags import (
     build_spec,
+    magic_line,
     parse_env,
     parse_gpu,
     parse_memory,
     parse_name,
     parse_replicas,
     parse_route,
+    spec_flags,
 )
+from nbserve._spec import BatchConfig, GpuRequest, ReplicaRange, ServeSpec
+from nbserve.backends import get_backend
+from nbserve.backends.modal.options import modal_gpu
+from nbserve.backends.ray.options import accelerator_type, cluster_address
+from nbserve.runtime.bundle import DEFAULT_BATCH_WAIT_S, DEFAULT_MAX_BATCH_SIZE
 
 
 def check_spec_error(error: SpecError, flag: str, rule: str, fix: str) -> None:
@@ -53,12 +55,22 @@ def check_spec_error(error: SpecError, flag: str, rule: str, fix: str) -> None:
         ("a100-80gb:2", "ray", 2.0, "A100-80G"),
         ("T4", "modal", 1.0, "T4"),
         ("h100:4", "modal", 4.0, "H100"),
-        ("2", "modal", 2.0, None),
+        ("a100-80g", "modal", 1.0, "A100-80GB"),
     ],
 )
 def test_parse_gpu_valid(text: str, backend: str, count: float, gpu_type: str | None) -> None:
-    request = parse_gpu(text, backend)
-    assert request == GpuRequest(count, gpu_type)
+    """The count is neutral; each backend names the type its own way (Ray's and Modal's)."""
+    spec = build_spec(name="e", gpu=text, backend=backend)
+    assert spec.gpu is not None and spec.gpu.count == count
+    if backend == "ray":
+        assert accelerator_type(spec) == gpu_type
+    else:
+        assert modal_gpu(spec) == (gpu_type if count == 1 else f"{gpu_type}:{count:g}")
+
+
+def test_parse_gpu_keeps_the_type_as_written_in_upper_case() -> None:
+    assert parse_gpu(" 0.5 ") == GpuRequest(0.5)
+    assert parse_gpu("a100-80gb:2") == GpuRequest(2.0, "A100-80GB")
 
 
 def test_gpu_request_fraction_and_str() -> None:
@@ -87,11 +99,12 @@ def test_gpu_request_fraction_and_str() -> None:
         ("", "ray", "expected a number of GPUs", "--gpu 0.5"),
         ("0.25", "modal", "cannot be honoured", "Name a GPU type instead"),
         ("0.5", "modal", "cannot be honoured", "--backend ray"),
+        ("2", "modal", "Modal needs a GPU type", "--gpu A10G:2"),
     ],
 )
 def test_parse_gpu_errors(text: str, backend: str, rule: str, fix: str) -> None:
     with pytest.raises(SpecError) as excinfo:
-        parse_gpu(text, backend)
+        build_spec(name="e", gpu=text, backend=backend)
     check_spec_error(excinfo.value, "--gpu", rule, fix)
 
 
@@ -294,8 +307,8 @@ def test_build_spec_all_flags() -> None:
     assert spec.replicas == ReplicaRange(1, 4)
     assert spec.target_ongoing == 8
     assert spec.scaledown_window_s == 90
-    assert build_spec(**spec.flags(), address=spec.address) == spec  # exports rebuild specs from flags
-    assert "--scaledown-window 90" in spec.magic_line()
+    assert build_spec(**spec_flags(spec)) == spec  # exports rebuild specs from flags
+    assert "--scaledown-window 90" in magic_line(spec)
     assert spec.route == "/models/embed"
     assert spec.address == "ray://head:10001"
     assert spec.pip == ("numpy", "torch")
@@ -445,25 +458,27 @@ def test_target_ongoing_with_range() -> None:
 
 
 def test_ray_address_from_environ_when_no_address_given() -> None:
-    spec = build_spec(name="embed", environ={"RAY_ADDRESS": "ray://env-head:10001"})
-    assert spec.address == "ray://env-head:10001"
+    spec = build_spec(name="embed")
+    assert cluster_address(spec.address, {"RAY_ADDRESS": "ray://env-head:10001"}) == "ray://env-head:10001"
 
 
 def test_explicit_address_wins_over_environ() -> None:
-    spec = build_spec(name="embed", address="ray://flag:10001", environ={"RAY_ADDRESS": "ray://env:10001"})
-    assert spec.address == "ray://flag:10001"
+    spec = build_spec(name="embed", address="ray://flag:10001")
+    assert cluster_address(spec.address, {"RAY_ADDRESS": "ray://env:10001"}) == "ray://flag:10001"
 
 
-@pytest.mark.parametrize("environ", [None, {}, {"RAY_ADDRESS": ""}, {"OTHER": "x"}])
-def test_no_address_anywhere_means_embedded_cluster(environ: dict[str, str] | None) -> None:
-    assert build_spec(name="embed", environ=environ).address is None
+@pytest.mark.parametrize("environ", [{}, {"RAY_ADDRESS": ""}, {"OTHER": "x"}])
+def test_no_address_anywhere_means_embedded_cluster(environ: dict[str, str]) -> None:
+    assert cluster_address(build_spec(name="embed").address, environ) is None
 
 
-def test_modal_backend_ignores_ray_address_in_environ() -> None:
-    spec = build_spec(name="embed", backend="modal", gpu="T4", environ={"RAY_ADDRESS": "ray://env:10001"})
+def test_modal_backend_ignores_ray_address_in_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAY_ADDRESS", "ray://env:10001")
+    spec = build_spec(name="embed", backend="modal", gpu="T4")
     assert spec.backend == "modal"
     assert spec.address is None
     assert spec.gpu == GpuRequest(1.0, "T4")
+    assert get_backend("modal").address is None
 
 
 @pytest.mark.parametrize("name", ["embed", "my_model_v2"])
@@ -512,8 +527,8 @@ def test_spec_error_message_format() -> None:
 def test_uses_lists_the_endpoints_a_cell_calls(uses: object, expected: tuple[str, ...]) -> None:
     spec = build_spec(name="rank", uses=uses)  # type: ignore[arg-type]
     assert spec.uses == expected
-    assert build_spec(**spec.flags()) == spec
-    assert "--uses " + ",".join(expected) in spec.magic_line()
+    assert build_spec(**spec_flags(spec)) == spec
+    assert "--uses " + ",".join(expected) in magic_line(spec)
 
 
 @pytest.mark.parametrize(("uses", "fragment"), [("rank", "cannot use itself"), ("2x", "named like an endpoint")])

@@ -3,85 +3,61 @@
 The class mirrors the Ray replica: ``@modal.enter`` builds a ``CellProgram`` from the cell's
 source once per container, and the handler sits behind ``@modal.batched`` (or a plain
 ``@modal.method`` with ``--no-batch``). Modal refuses any other method on a class with a
-batched method, so the HTTP contract of ``nbserve.protocol`` lives in a separate
-``@modal.asgi_app`` function that forwards each input to the class.
+batched method, so the HTTP contract lives in a separate ``@modal.asgi_app`` function: a
+bare ASGI adapter around ``nbserve.runtime.http.answer`` that forwards each input to the
+class.
 
 Both are built inside a function, so they are registered with ``serialized=True`` (Modal
 cannot import a class or function defined in a function's scope) and the container receives
 them by cloudpickle. That is why the image runs the local Python's major.minor and carries the
-local ``nbserve`` package. The pure helpers (``modal_gpu``, ``cls_options``, ``batch_options``,
-``image_packages``, ``http_app``) do no I/O and never contact Modal.
+local ``nbserve`` package. What the spec means to Modal is ``options`` (pure); the image
+helpers and ``http_app`` here do no I/O and never contact Modal either.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib.metadata
-import json
-import math
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 import modal
 
-from nbserve import protocol
-from nbserve.cell import CellBundle
-from nbserve.errors import HandlerError, SpecError
-from nbserve.program import CellProgram, Outcome
-from nbserve.spec import ServeSpec
+from nbserve._errors import HandlerError
+from nbserve._spec import ServeSpec
+from nbserve.backends.modal.options import (
+    CLASS_NAME,
+    STREAM_METHOD,
+    WEB_FUNCTION_NAME,
+    batch_options,
+    cls_options,
+    modal_app_name,
+    service_method_name,
+)
+from nbserve.runtime import Access, CellBundle, CellProgram, Outcome, RuntimeOptions
+from nbserve.runtime.http import HttpRequest, HttpTarget, Runner, Streamer, answer, usage_body
+from nbserve.runtime.streams import collect
 
 __all__ = [
-    "CLASS_NAME",
-    "DEFAULT_SCALEDOWN_WINDOW_S",
-    "DEFAULT_STARTUP_TIMEOUT_S",
-    "MODAL_GPU_TYPES",
-    "WEB_FUNCTION_NAME",
     "AsgiApp",
-    "Caller",
     "ModalCellApp",
     "as_outcome",
-    "batch_options",
     "build_modal_app",
     "build_modal_parts",
     "cell_imports",
-    "cls_options",
     "http_app",
     "image_for",
     "image_packages",
-    "modal_app_name",
-    "modal_gpu",
     "service_caller",
-    "service_method_name",
-    "usage_body",
+    "stream_caller",
 ]
 
-# The class's tag in the app (``modal.Cls.from_name(app, CLASS_NAME)``) and the web function's.
-CLASS_NAME = "CellService"
-WEB_FUNCTION_NAME = "web"
-BATCHED_METHOD = "handle_batch"
-SINGLE_METHOD = "handle"
-
-# Idle seconds before Modal stops a container above min_containers: long enough that a
-# notebook's bursts of calls reuse a warm (model-loaded) container.
-DEFAULT_SCALEDOWN_WINDOW_S = 300
-# A cell's setup often downloads and loads a model, which can exceed Modal's 300 s default.
-DEFAULT_STARTUP_TIMEOUT_S = 20 * 60
 # Requests one web container handles at once; each only awaits the class, so many fit.
 WEB_MAX_CONCURRENT_INPUTS = 100
-# modal.batched refuses larger batches (modal._partial_function.MAX_MAX_BATCH_SIZE).
-MODAL_MAX_BATCH_SIZE = 1000
-MODAL_MAX_NAME_LENGTH = 64
-
-# Ray's accelerator names (nbserve's) that Modal spells differently.
-_MODAL_GPU_NAMES = {"A100-40G": "A100-40GB", "A100-80G": "A100-80GB"}
-# The GPU types Modal offers (https://modal.com/docs/guide/gpu), in Modal's spelling.
-MODAL_GPU_TYPES = (
-    "T4", "L4", "A10G", "L40S", "A100", "A100-40GB", "A100-80GB", "RTX-PRO-6000", "H100", "H200", "B200",
-)  # fmt: skip
 # Provided by Modal's own image setup or by add_local_python_source, never pip-installed.
 _NOT_FROM_PIP = {"modal", "nbserve"}
 
@@ -90,93 +66,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-Caller = Callable[[list[Any]], Awaitable[list[Outcome]]]
-
-
-# --- spec -> Modal options (pure) -------------------------------------------------------------
-
-
-def modal_app_name(spec: ServeSpec) -> str:
-    name = f"nbserve-{spec.name}"
-    if len(name) > MODAL_MAX_NAME_LENGTH:
-        raise SpecError(
-            "NAME",
-            spec.name,
-            f"the Modal app is named {name!r}, above Modal's limit of {MODAL_MAX_NAME_LENGTH} characters",
-            f"Use an endpoint name of at most {MODAL_MAX_NAME_LENGTH - len('nbserve-')} characters.",
-        )
-    return name
-
-
-def modal_gpu(spec: ServeSpec) -> str | None:
-    """Modal's ``gpu=`` string for the spec's GPUs, e.g. ``"A10G"`` or ``"A100-80GB:2"``."""
-    gpu = spec.gpu
-    if gpu is None:
-        return None
-    if gpu.is_fractional:  # spec parsing refuses it with --backend modal; a ray spec may carry one
-        raise SpecError(
-            "--gpu",
-            gpu,
-            "Modal gives each container whole GPUs, so a fraction cannot be honoured",
-            "Name a GPU type instead, e.g. --gpu T4 or --gpu A10G, or use --backend ray to share a GPU.",
-        )
-    if gpu.type is None:
-        raise SpecError(
-            "--gpu",
-            gpu,
-            "Modal needs a GPU type: a bare count does not say which card to rent",
-            f"Name one, e.g. --gpu T4 or --gpu A10G (small, cheap GPUs){_count_hint(gpu.count)}.",
-        )
-    name = _MODAL_GPU_NAMES.get(gpu.type, gpu.type)
-    if name not in MODAL_GPU_TYPES:
-        raise SpecError(
-            "--gpu",
-            gpu,
-            f"Modal offers no {gpu.type} GPUs (it offers {', '.join(MODAL_GPU_TYPES)})",
-            "Pick one of those, or use --backend ray on a cluster that has this card.",
-        )
-    count = int(gpu.count)
-    return name if count == 1 else f"{name}:{count}"
-
-
-def _count_hint(count: float) -> str:
-    return f", or --gpu A10G:{int(count)} for {int(count)} of them" if count > 1 else ""
-
-
-def cls_options(spec: ServeSpec) -> dict[str, Any]:
-    """Keyword arguments of ``@app.cls`` for the class that runs the cell."""
-    options: dict[str, Any] = {
-        "gpu": modal_gpu(spec),
-        # Modal reads 0 (and None) as its default share; Ray's --cpus 0 means "no reservation".
-        "cpu": spec.cpus or None,
-        # Modal takes MiB; round up so the container never gets less than asked for.
-        "memory": math.ceil(spec.memory_bytes / 2**20) if spec.memory_bytes else None,
-        "min_containers": spec.replicas.min,
-        "max_containers": spec.replicas.max,
-        "scaledown_window": spec.scaledown_window_s or DEFAULT_SCALEDOWN_WINDOW_S,
-        "startup_timeout": DEFAULT_STARTUP_TIMEOUT_S,
-    }
-    return options
-
-
-def batch_options(spec: ServeSpec) -> dict[str, int] | None:
-    """Keyword arguments of ``@modal.batched``, or None with ``--no-batch``."""
-    if spec.batch is None:
-        return None
-    if spec.batch.max_size > MODAL_MAX_BATCH_SIZE:
-        raise SpecError(
-            "--max-batch-size",
-            spec.batch.max_size,
-            f"Modal batches at most {MODAL_MAX_BATCH_SIZE} inputs",
-            f"Use --max-batch-size {MODAL_MAX_BATCH_SIZE} or less, or --backend ray.",
-        )
-    # Modal counts whole milliseconds; round so 0.005 s is 5 ms, not 4 from float error.
-    return {"max_batch_size": spec.batch.max_size, "wait_ms": round(spec.batch.wait_s * 1000)}
-
-
-def service_method_name(spec: ServeSpec) -> str:
-    """The class's method that callers invoke with one input (batched or not)."""
-    return BATCHED_METHOD if spec.batch is not None else SINGLE_METHOD
 
 
 # --- image (pure helpers, then the Image) ------------------------------------------------------
@@ -249,7 +138,7 @@ def image_for(bundle: CellBundle, spec: ServeSpec) -> modal.Image:
         image = image.pip_install(*packages)
     if spec.env:
         image = image.env(spec.env_vars)
-    # nbserve's runtime (program, protocol) imports only the standard library, so the local
+    # nbserve imports only the standard library (its runtime included), so the local
     # package is enough; Modal requires local files to be the last layer.
     return image.add_local_python_source("nbserve")
 
@@ -273,7 +162,7 @@ def as_outcome(result: object) -> Outcome:
     return Outcome(error=HandlerError("TypeError", f"the endpoint returned a {type(result).__name__}, not an Outcome"))
 
 
-def service_caller(app_name: str, method_name: str) -> Caller:
+def service_caller(app_name: str, method_name: str) -> Runner:
     """Call the deployed class's method once per input, from inside the app's web function.
 
     The class is looked up by name rather than captured: a serialized function can only carry
@@ -291,13 +180,33 @@ def service_caller(app_name: str, method_name: str) -> Caller:
     return call
 
 
+def stream_caller(app_name: str) -> Streamer:
+    """Stream one input's chunks from the deployed class's generator method (``remote_gen``)."""
+    objects: list[Any] = []
+
+    async def stream(item: Any) -> AsyncGenerator[Any, None]:
+        if not objects:
+            objects.append(modal.Cls.from_name(app_name, CLASS_NAME)())
+        async for outcome in getattr(objects[0], STREAM_METHOD).remote_gen.aio(item):
+            yield as_outcome(outcome).unwrap()  # a HandlerError midway ends the stream with its error
+
+    return stream
+
+
 # --- the HTTP contract as a bare ASGI app ---------------------------------------------------------
 
 
-def http_app(call: Caller, usage: Mapping[str, Any]) -> AsgiApp:
-    """An ASGI app for ``nbserve.protocol``: GET describes the endpoint, POST runs inputs.
+# Modal's proxy checks who calls (``requires_proxy_auth``: the Modal-Key and Modal-Secret
+# headers) and fronts the app with a domain of its own, so the runtime checks neither the
+# token nor the Host; it still refuses cross-site requests from browsers.
+MODAL_ACCESS = Access(lambda: None, public=True, check_host=False)
 
-    Bare ASGI keeps the container free of web frameworks (``@modal.asgi_app`` needs none).
+
+def http_app(target: HttpTarget) -> AsgiApp:
+    """An ASGI app for the runtime's HTTP contract (``answer``), served by ``target``.
+
+    Bare ASGI keeps the container free of web frameworks (``@modal.asgi_app`` needs none). A
+    stream goes out chunk by chunk (``more_body``), as Modal's web endpoints allow.
     """
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -306,28 +215,37 @@ def http_app(call: Caller, usage: Mapping[str, Any]) -> AsgiApp:
             return
         if scope["type"] != "http":
             return
-        method = scope["method"]
-        if method == "GET":
-            await _send_json(send, 200, dict(usage))
-            return
-        if method != "POST":
-            body = protocol.error_body("MethodNotAllowed", f"{method} is not supported; POST JSON inputs")
-            await _send_json(send, 405, body, [(b"allow", b"GET, POST")])
+
+        async def read_body(limit: int) -> bytes:
+            chunks: list[bytes] = []
+            size = 0
+            while size <= limit:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    break
+                chunk = message.get("body", b"")
+                chunks.append(chunk)
+                size += len(chunk)
+                if not message.get("more_body", False):
+                    break
+            return b"".join(chunks)
+
+        headers = {bytes(k).decode("latin-1").lower(): bytes(v).decode("latin-1") for k, v in scope.get("headers", [])}
+        path = scope.get("path", "")[len(scope.get("root_path", "")) :]
+        response = await answer(HttpRequest(scope["method"], headers, read_body, path), target)
+        raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+        if response.chunks is None:
+            raw_headers.append((b"content-length", str(len(response.body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": raw_headers})
+        if response.chunks is None:
+            await send({"type": "http.response.body", "body": response.body})
             return
         try:
-            protocol.check_length(_header(scope, b"content-length"))
-            parsed = protocol.parse_request(await _read_body(receive))
-        except protocol.RequestError as exc:
-            await _send_json(send, exc.status, exc.body())
-            return
-        try:
-            outcomes = await call(parsed.items) if parsed.items else []
-        except Exception as exc:  # noqa: BLE001 - Modal could not reach the class at all
-            message = f"the endpoint's class could not be called: {type(exc).__name__}: {exc}"
-            await _send_json(send, 503, protocol.error_body("ServiceUnavailable", message))
-            return
-        status, body = protocol.render_outcomes(outcomes, parsed.single)
-        await _send_json(send, status, body)
+            async for chunk in response.chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            await response.chunks.aclose()  # a client that went stops the handler
 
     return app
 
@@ -340,56 +258,6 @@ async def _lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
-
-
-async def _read_body(receive: Receive) -> bytes:
-    """The request body, read no further than one byte past the limit (which parse refuses)."""
-    chunks: list[bytes] = []
-    size = 0
-    while size <= protocol.MAX_BODY_BYTES:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-async def _send_json(
-    send: Send, status: int, body: Mapping[str, Any], headers: Iterable[tuple[bytes, bytes]] = ()
-) -> None:
-    # The same encoding as Starlette's JSONResponse, which the Ray endpoint answers with.
-    data = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
-    response_headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(data)).encode()),
-        *headers,
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": response_headers})
-    await send({"type": "http.response.body", "body": data})
-
-
-def usage_body(spec: ServeSpec, bundle: CellBundle, deployed_at: float) -> dict[str, Any]:
-    """What GET answers: the same fields as the Ray endpoint's."""
-    return {
-        "endpoint": spec.name,
-        "handler": bundle.handler,
-        "batched": spec.batch is not None,
-        "max_batch_size": spec.batch.max_size if spec.batch else 1,
-        "resources": spec.resource_line(),
-        "deployed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(deployed_at)),
-        "usage": 'POST {"input": x} -> {"output": y}; POST {"inputs": [x, ...]} -> {"outputs": [y, ...]}',
-    }
 
 
 # --- the app --------------------------------------------------------------------------------------
@@ -452,21 +320,61 @@ def _service_class(bundle: CellBundle, batch: Mapping[str, int] | None) -> type:
                 return await self.program().run_one(item)
 
         service = SingleCellService
+        if bundle.streams:
+
+            class StreamingCellService(SingleCellService):
+                # A generator method: Modal sends each yielded value to the caller as it comes
+                # (``remote_gen``); the chunks travel as ``Outcome`` so an error ends the stream
+                # as data, like ``handle``'s results.
+                @modal.method()
+                async def handle_stream(self, item: Any) -> AsyncGenerator[Outcome, None]:
+                    try:
+                        async for chunk in self.program().stream(item):
+                            yield Outcome(chunk)
+                    except HandlerError as exc:
+                        yield Outcome(error=exc)
+
+                # Without a stream, the chunks collected into one output (the HTTP contract's rule).
+                @modal.method()
+                async def handle(self, item: Any) -> Outcome:
+                    try:
+                        return Outcome(collect([chunk async for chunk in self.program().stream(item)]))
+                    except HandlerError as exc:
+                        return Outcome(error=exc)
+
+            service = StreamingCellService
     # Modal tags the class by its __name__; one name for both variants keeps lookups simple.
     service.__name__ = service.__qualname__ = CLASS_NAME
     return service
 
 
-def _web_factory(app_name: str, method_name: str, usage: Mapping[str, Any]) -> Callable[[], AsgiApp]:
+def _web_factory(
+    app_name: str, method_name: str, options: RuntimeOptions, usage: Mapping[str, Any], streams: bool
+) -> Callable[[], AsgiApp]:
     """The function behind ``@modal.asgi_app``: it builds the ASGI app inside the web container.
 
     Its closure holds only plain values (no Modal objects), which is what lets Modal serialize it.
     """
 
     def web() -> AsgiApp:
-        return http_app(service_caller(app_name, method_name), usage)
+        return http_app(modal_target(app_name, method_name, options, usage, streams))
 
     return web
+
+
+def modal_target(
+    app_name: str, method_name: str, options: RuntimeOptions, usage: Mapping[str, Any], streams: bool
+) -> HttpTarget:
+    """The endpoint as the web function serves it: each input a call of the deployed class."""
+    call = service_caller(app_name, method_name)
+    if streams:
+        stream = stream_caller(app_name)
+    else:
+
+        async def stream(item: Any) -> AsyncGenerator[Any, None]:
+            yield (await call([item]))[0].unwrap()  # a plain handler's output is a stream of one chunk
+
+    return HttpTarget(options, usage, MODAL_ACCESS, call, stream, streams=streams)
 
 
 def build_modal_parts(spec: ServeSpec, bundle: CellBundle) -> ModalCellApp:
@@ -481,11 +389,18 @@ def build_modal_parts(spec: ServeSpec, bundle: CellBundle) -> ModalCellApp:
     user_cls = _service_class(bundle, batch)
     service = app.cls(image=image, serialized=True, **options)(user_cls)
 
-    web_factory = _web_factory(name, method_name, usage_body(spec, bundle, time.time()))
+    runtime = spec.runtime_options()
+    usage = usage_body(runtime, bundle, time.time())
+    web_factory = _web_factory(name, method_name, runtime, usage, bundle.streams)
     # A warm web container whenever the class keeps one, so a call is not two cold starts.
+    # Callers show Modal's proxy credentials (Modal-Key, Modal-Secret) unless --public.
     web: modal.Function[..., Any, Any] = app.function(
         image=image, serialized=True, min_containers=min(spec.replicas.min, 1), name=WEB_FUNCTION_NAME
-    )(modal.concurrent(max_inputs=WEB_MAX_CONCURRENT_INPUTS)(modal.asgi_app()(web_factory)))
+    )(
+        modal.concurrent(max_inputs=WEB_MAX_CONCURRENT_INPUTS)(
+            modal.asgi_app(requires_proxy_auth=not spec.public)(web_factory)
+        )
+    )
     return ModalCellApp(
         app=app, service=service, web=web, user_cls=user_cls, web_factory=web_factory, method_name=method_name
     )

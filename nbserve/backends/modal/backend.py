@@ -9,24 +9,22 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from nbserve.backends.base import Backend, DeployEvent, EndpointClient, EndpointInfo, EndpointStatus, ReplicaCounts
-from nbserve.backends.modal.app import (
-    CLASS_NAME,
-    build_modal_parts,
-    modal_app_name,
-    service_caller,
-    service_method_name,
-)
+import modal
+from modal.config import config
+
+from nbserve._errors import CredentialsError, DeployError, EndpointNotFoundError
+from nbserve._metrics import DEFAULT_WINDOW_S
+from nbserve._spec import ServeSpec
+from nbserve._types import DeployEvent, EndpointInfo, EndpointStats, EndpointStatus, ReplicaCounts
+from nbserve.backends.base import Backend, EndpointClient, endpoint_info
+from nbserve.backends.modal.app import build_modal_parts, service_caller, stream_caller
 from nbserve.backends.modal.figures import endpoint_stats, log_text
-from nbserve.cell import CellBundle
-from nbserve.errors import CredentialsError, DeployError, EndpointNotFoundError
-from nbserve.metrics import DEFAULT_WINDOW_S, EndpointStats
-from nbserve.program import Outcome
-from nbserve.spec import ServeSpec
+from nbserve.backends.modal.options import CLASS_NAME, modal_app_name, service_method_name
+from nbserve.runtime import CellBundle, Outcome
 
 __all__ = ["ModalBackend", "require_credentials"]
 
@@ -41,21 +39,31 @@ def require_credentials() -> None:
     """Raise ``CredentialsError`` at once when no Modal token is configured."""
     if os.environ.get("MODAL_TOKEN_ID") and os.environ.get("MODAL_TOKEN_SECRET"):
         return
-    from modal.config import config
-
     if not (config.get("token_id") and config.get("token_secret")):
         raise CredentialsError(CREDENTIALS_HELP)
 
 
 class ModalEndpointClient:
-    def __init__(self, app_name: str, method_name: str) -> None:
+    def __init__(self, app_name: str, method_name: str, streams: bool) -> None:
         self._call = service_caller(app_name, method_name)
+        self._stream = stream_caller(app_name) if streams else None
 
     async def call(self, item: Any) -> Outcome:
         return (await self._call([item]))[0]
 
     async def call_batch(self, items: list[Any]) -> list[Outcome]:
         return await self._call(items)
+
+    async def stream(self, item: Any) -> AsyncGenerator[Any, None]:
+        if self._stream is None:  # a plain handler: its output is a stream of one chunk
+            yield (await self.call(item)).unwrap()
+            return
+        chunks = self._stream(item)
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()
 
 
 class ModalBackend(Backend):
@@ -68,13 +76,13 @@ class ModalBackend(Backend):
         # cell are needed again for export and for the endpoint's description.
         self._deployed: dict[str, tuple[ServeSpec, CellBundle, str, float]] = {}
 
-    def deploy(
+    def _deploy(
         self,
         spec: ServeSpec,
         bundle: CellBundle,
         on_event: Callable[[DeployEvent], None],
         *,
-        restart: bool = False,  # every Modal deploy rolls out new containers
+        restart: bool,  # every Modal deploy rolls out new containers
     ) -> EndpointInfo:
         require_credentials()
         started = time.monotonic()
@@ -99,22 +107,10 @@ class ModalBackend(Backend):
 
     def info(self, name: str) -> EndpointInfo:
         spec, bundle, url, deployed_at = self._record(name)
-        return EndpointInfo(
-            name=name,
-            backend=self.name,
-            url=url,
-            handler=bundle.handler,
-            batched=spec.batched,
-            max_batch_size=spec.batch.max_size if spec.batch else 1,
-            resources=spec.resource_line(),
-            deployed_at=deployed_at,
-            status=self.status(name),
-        )
+        return endpoint_info(self.name, spec, bundle, url, deployed_at, self.status(name))
 
     def _method(self, spec: ServeSpec) -> Any:
         """The deployed class's handler method: it sees every item, from HTTP and from Python."""
-        import modal
-
         require_credentials()
         service = modal.Cls.from_name(modal_app_name(spec), CLASS_NAME)
         return getattr(service(), service_method_name(spec))
@@ -147,9 +143,7 @@ class ModalBackend(Backend):
     def list(self) -> list[EndpointInfo]:
         return [self.info(name) for name in sorted(self._deployed)]
 
-    def delete(self, name: str, *, force: bool = False) -> None:
-        import modal
-
+    def _delete(self, name: str, *, force: bool) -> None:
         spec, *_ = self._record(name)
         require_credentials()
         modal.App.lookup(modal_app_name(spec)).stop()
@@ -157,8 +151,6 @@ class ModalBackend(Backend):
 
     def logs(self, name: str, tail: int = 200) -> str:
         """The app's most recent log lines (the web function's and the handler's containers)."""
-        import modal
-
         spec, *_ = self._record(name)
         require_credentials()
         return log_text(modal.App.lookup(modal_app_name(spec)).logs.tail(tail))
@@ -168,6 +160,6 @@ class ModalBackend(Backend):
         return spec, bundle
 
     def client(self, name: str) -> EndpointClient:
-        spec, *_ = self._record(name)
+        spec, bundle, *_ = self._record(name)
         require_credentials()
-        return ModalEndpointClient(modal_app_name(spec), service_method_name(spec))
+        return ModalEndpointClient(modal_app_name(spec), service_method_name(spec), bundle.streams)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from nbserve.metrics import EndpointStats
+from nbserve._types import EndpointStats
 
 if TYPE_CHECKING:
     from modal.types import FunctionCurrentStats, FunctionStats, LogEntry, StatsPercentileDistribution

@@ -1,5 +1,4 @@
-"""The Ray Serve backend (embedded local cluster or any existing cluster)."""
+"""The Ray Serve backend (the embedded local cluster, or any existing cluster).
 
-from nbserve.backends.ray.backend import RayBackend
-
-__all__ = ["RayBackend"]
+``options`` and ``state`` are plain Python; ``backend`` (imported on first use) imports Ray.
+"""

@@ -1,41 +1,64 @@
-"""Ray Serve backend: each endpoint is a Serve application of its own at ``/NAME``."""
+"""Ray Serve backend: each endpoint is a Serve application of its own at ``/NAME``.
+
+Imported only when a Ray endpoint is first used (``nbserve.backends.get_backend``): it
+imports Ray and Serve at the top. What can be said without a cluster lives in ``options``
+(the spec in Serve's terms) and ``state`` (Serve's status in nbserve's).
+"""
 
 from __future__ import annotations
 
 import builtins
 import contextlib
-import re
+import logging
+import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import AsyncGenerator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from nbserve.backends.base import (
-    Backend,
-    DeployEvent,
-    EndpointClient,
-    EndpointInfo,
-    EndpointStatus,
-    ReplicaCounts,
-    with_status,
-)
-from nbserve.backends.ray import cluster
-from nbserve.backends.ray.options import deployment_options, ray_actor_options, replica_demand
-from nbserve.cell import CellBundle
-from nbserve.errors import (
+import ray
+from ray import serve
+from ray._private import state as ray_state
+from ray.autoscaler.v2.sdk import get_cluster_status
+from ray.exceptions import RayActorError
+from ray.serve.api import RunTarget
+from ray.util.state import get_log
+
+from nbserve import _tokens
+from nbserve._aio import run_sync
+from nbserve._config import allowed_hosts
+from nbserve._errors import (
     DeployError,
     EndpointInUseError,
     EndpointNotFoundError,
+    EndpointUnavailableError,
     InsufficientResourcesError,
     SetupFailedError,
 )
-from nbserve.metrics import DEFAULT_WINDOW_S, EndpointStats, SeriesPoint
-from nbserve.program import SETUP_TRACEBACK_BEGIN, SETUP_TRACEBACK_END, Outcome
-from nbserve.spec import ServeSpec
+from nbserve._metrics import DEFAULT_WINDOW_S
+from nbserve._spec import ServeSpec
+from nbserve._types import DeployEvent, EndpointInfo, EndpointStats, EndpointStatus, ReplicaCounts, SeriesPoint
+from nbserve.backends.base import Backend, EndpointClient, endpoint_info
+from nbserve.backends.ray import cluster, collector, state
+from nbserve.backends.ray.lease import deploy_lease
+from nbserve.backends.ray.options import CELL_DEPLOYMENT, deployment_options, replica_demand
+from nbserve.backends.ray.replica import (
+    CellReplica,
+    cell_config,
+    read_cell,
+    read_extra,
+    replica_code_version,
+)
+from nbserve.backends.ray.token import get_token, put_token
+from nbserve.runtime import CellBundle, Outcome
 
 __all__ = ["RayBackend"]
 
 POLL_S = 0.1
-DEPLOY_TIMEOUT_S = 900.0
+# Beyond the setup's own limit (--setup-timeout), for a replica's process to start and import.
+START_MARGIN_S = 120.0
 # How long replicas may wait for resources the cluster does not have free before the
 # deploy is called off (the embedded cluster never grows, so waiting longer cannot help).
 PENDING_GRACE_S = 4.0
@@ -44,135 +67,183 @@ PENDING_CHECK_S = 1.0
 # reports and asks a replica which version it serves.
 REPORT_GRACE_S = 10.0
 
-_STATE_NAMES = {
-    "NOT_STARTED": "deploying",
-    "DEPLOYING": "deploying",
-    "RUNNING": "running",
-    "UNHEALTHY": "unhealthy",
-    "DEPLOY_FAILED": "failed",
-    "DELETING": "deleting",
-}
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
 
 class RayEndpointClient:
     def __init__(self, name: str) -> None:
-        from ray import serve
-
+        self._name = name
         self._handle = serve.get_app_handle(name)
 
     async def call(self, item: Any) -> Outcome:
-        outcome: Outcome = await self._handle.call.remote(item)
+        with self._reachable():
+            outcome: Outcome = await self._handle.call.remote(item)
         return outcome
 
     async def call_batch(self, items: list[Any]) -> list[Outcome]:
-        outcomes: list[Outcome] = await self._handle.call_batch.remote(items)
+        with self._reachable():
+            outcomes: list[Outcome] = await self._handle.call_batch.remote(items)
         return outcomes
 
+    async def stream(self, item: Any) -> AsyncGenerator[Any, None]:
+        # Serve sends each chunk as the replica yields it; cancelling the generator (a caller
+        # that stopped reading) cancels the replica's stream, which closes the handler's.
+        chunks: Any = self._handle.options(stream=True).stream.remote(item)
+        try:
+            with self._reachable():
+                async for outcome in chunks:
+                    yield outcome.unwrap()
+        finally:
+            chunks.cancel()
 
-def _replica_counts(overview: Any, target: int) -> ReplicaCounts:
-    states: dict[str, int] = {}
-    for deployment in overview.deployments.values():
-        for state, count in deployment.replica_states.items():
-            key = str(getattr(state, "value", state))
-            states[key] = states.get(key, 0) + count
-    return ReplicaCounts(
-        running=states.get("RUNNING", 0),
-        target=target,
-        starting=states.get("STARTING", 0) + states.get("UPDATING", 0),
-        recovering=states.get("RECOVERING", 0),
-        stopping=states.get("STOPPING", 0),
-    )
+    @contextlib.contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """Ray's word for a replica that died with the call in hand, as nbserve's."""
+        try:
+            yield
+        except RayActorError as exc:
+            raise EndpointUnavailableError(f"the replica of {self._name} that had the call died: {exc}") from exc
 
 
-def _messages(overview: Any) -> str:
-    parts = [overview.message] + [d.message for d in overview.deployments.values()]
-    return _ANSI.sub("", "\n".join(p for p in parts if p))
+class _Deployed:
+    """What a running replica says it serves, decoded: the cell, its spec and its stamps."""
 
-
-def _setup_traceback(message: str) -> str | None:
-    """The cell's traceback from a replica's constructor failure, if the message has one."""
-    start = message.find(SETUP_TRACEBACK_BEGIN)
-    if start >= 0:
-        end = message.find(SETUP_TRACEBACK_END, start)
-        text = message[start + len(SETUP_TRACEBACK_BEGIN) : end if end >= 0 else None]
-        # Ray swaps the traceback's header line for its own actor line; put a plain one back.
-        lines = [line for line in text.strip().splitlines() if not line.startswith("ray::")]
-        return "\n".join(["Traceback (most recent call last):", *lines])
-    if "failed to start" in message:
-        lines = message.strip().splitlines()
-        tb = next((i for i in range(len(lines) - 1, -1, -1) if lines[i].startswith("Traceback")), None)
-        return "\n".join(lines[tb:] if tb is not None else lines[-12:])
-    return None
+    def __init__(self, description: dict[str, Any]) -> None:
+        self.bundle, self.options = read_cell(description)
+        self.spec: ServeSpec = read_extra(description)
+        self.deployed_at = float(description["deployed_at"])
+        self.code_version = str(description.get("code_version") or "")
+        self.handler = str(description.get("handler") or self.bundle.handler)
 
 
 class RayBackend(Backend):
     name = "ray"
 
     def __init__(self, address: str | None = None) -> None:
-        self.address = address
+        self._address = address
         self._cluster: cluster.ClusterInfo | None = None
+        self._proxy_trouble = ""
+        # One connection at a time: the prestart thread and a cell's deploy may both ask.
+        self._connect_lock = threading.Lock()
+        self._prestart_error: BaseException | None = None
+
+    @property
+    def address(self) -> str | None:
+        return self._address
 
     # -- connection -------------------------------------------------------------------
-    def connect(self, on_status: Callable[[str], None] | None = None) -> cluster.ClusterInfo:
-        import ray
+    def prestart(self) -> None:
+        """Connect now (starting the embedded cluster and Serve), keeping a failure for the
+        next ``connect`` to report before it tries again. ``%load_ext`` runs this in a thread,
+        so the first ``%%serve`` finds the cluster warm."""
+        # Ray warns that ray.init outside the main thread sets no SIGTERM handler; expected
+        # here (the kernel keeps its own), and a thread's output would land in a later cell.
+        logging.getLogger("ray._private.worker").addFilter(_NOT_MAIN_THREAD_NOTE)
+        try:
+            self.connect()
+        except BaseException as exc:  # noqa: BLE001 - kept for the first %%serve to report
+            self._prestart_error = exc
 
+    def connect(self, on_status: Callable[[str], None] | None = None) -> cluster.ClusterInfo:
+        if not self._connect_lock.acquire(blocking=False):
+            if on_status:
+                on_status("waiting for the cluster that %load_ext is starting")
+            self._connect_lock.acquire()
+        try:
+            error, self._prestart_error = self._prestart_error, None
+            if error is not None and on_status:
+                on_status(f"starting the cluster at %load_ext failed ({type(error).__name__}: {error}); trying again")
+            return self._connect(on_status)
+        finally:
+            self._connect_lock.release()
+
+    def _connect(self, on_status: Callable[[str], None] | None) -> cluster.ClusterInfo:
         if self._cluster is not None and self._cluster.embedded and cluster.embedded_status() is None:
             # The embedded cluster was stopped (`nbserve cluster stop`) since we connected:
             # drop the dead connection and start a fresh cluster on this use.
             ray.shutdown()
             self._cluster = None
         if self._cluster is None or not ray.is_initialized():
-            self._cluster = cluster.connect(self.address, on_status)
-            from nbserve.backends.ray import collector
-
+            self._cluster = cluster.connect(self._address, on_status)
             # Started now, beside Serve's controller: a first replica reports its load to it.
-            collector.get_collector(create=True)
+            collector.ensure_collector()
+            # The embedded cluster takes this user's token; another cluster keeps its own,
+            # made by the first kernel that needs one.
+            if self._cluster.embedded:
+                put_token(_tokens.read_or_create())
+            else:
+                put_token(_tokens.new_token(), replace=False)
         return self._cluster
+
+    def token(self) -> str | None:
+        """The cluster's token: this user's for the embedded cluster (no cluster needed to read it)."""
+        if self._address is None:
+            return _tokens.read_or_create()
+        self.connect()
+        return get_token()
+
+    def rotate_token(self) -> str:
+        """A new token for the cluster; its endpoints refuse the old one within ``REFRESH_S`` seconds.
+
+        The embedded cluster's is this user's token: rotated in its file, and in the cluster
+        when it runs (when it does not, it takes the new one when it starts).
+        """
+        if self._address is None:
+            token = _tokens.rotate()
+            if cluster.embedded_status() is not None:
+                self.connect()
+                put_token(token)
+            return token
+        self.connect()
+        return put_token(_tokens.new_token())
 
     def url(self, route: str) -> str:
         return f"{self.connect().http_url}{route}"
 
+    def _cluster_up(self) -> bool:
+        """Whether there is a cluster to ask: a named one always; the embedded one if it runs."""
+        return self._address is not None or cluster.embedded_status() is not None
+
     def _applications(self) -> dict[str, Any]:
-        from ray import serve
-
-        from nbserve.backends.ray.replica import CELL_DEPLOYMENT
-
+        """nbserve's applications on the cluster; none (and no cluster started) when the
+        embedded cluster is not running: looking never starts it, only a deploy does."""
+        if not self._cluster_up():
+            return {}
         self.connect()
-        apps = serve.status().applications
-        return {name: app for name, app in apps.items() if CELL_DEPLOYMENT in app.deployments}
+        status = serve.status()
+        # A proxy that is not healthy means HTTP fails on its node (handle calls go on):
+        # every endpoint's status says so while it lasts.
+        self._proxy_trouble = state.proxy_trouble(status.proxies)
+        return {name: app for name, app in status.applications.items() if CELL_DEPLOYMENT in app.deployments}
 
-    def _describe(self, name: str, timeout_s: float = 10.0) -> dict[str, Any] | None:
-        from ray import serve
-
-        from nbserve._aio import run_sync
-
+    def _describe(self, name: str, timeout_s: float = 10.0) -> _Deployed | None:
         async def ask() -> dict[str, Any]:
-            handle = serve.get_app_handle(name)
-            description: dict[str, Any] = await handle.describe.remote()
+            description: dict[str, Any] = await serve.get_app_handle(name).describe.remote()
             return description
 
         try:
-            return run_sync(ask(), timeout=timeout_s)
+            return _Deployed(run_sync(ask(), timeout=timeout_s))
         except Exception:  # noqa: BLE001 - an endpoint without a running replica cannot say
             return None
 
     # -- deploy -----------------------------------------------------------------------
-    def deploy(
-        self,
-        spec: ServeSpec,
-        bundle: CellBundle,
-        on_event: Callable[[DeployEvent], None],
-        *,
-        restart: bool = False,
+    def _deploy(
+        self, spec: ServeSpec, bundle: CellBundle, on_event: Callable[[DeployEvent], None], *, restart: bool
     ) -> EndpointInfo:
         started = time.monotonic()
 
         def event(phase: str, **kwargs: Any) -> None:
             on_event(DeployEvent(phase, time.monotonic() - started, **kwargs))
 
-        info = self.connect(lambda text: event(text))
+        info = self.connect(lambda text: event(text))  # the one place the embedded cluster starts
         self._check_fits(spec, info)
+        # The deploy's longest honest run: the setup's limit, a process start, and a rollback.
+        hold_s = 2 * (spec.setup_timeout_s + START_MARGIN_S)
+        with deploy_lease(spec.name, hold_s, lambda text: event("queued", message=text)):
+            return self._deploy_alone(spec, bundle, event, restart)
+
+    def _deploy_alone(
+        self, spec: ServeSpec, bundle: CellBundle, event: Callable[..., None], restart: bool
+    ) -> EndpointInfo:
+        """The deploy itself, while this process holds the name's lease."""
         missing = [used for used in spec.uses if used not in self._applications()]
         if missing:
             raise EndpointNotFoundError(
@@ -180,8 +251,14 @@ class RayBackend(Backend):
                 "deploy it first (each endpoint a cell may use must already run)"
             )
         previous = self._describe(spec.name) if spec.name in self._applications() else None
-        code_version = _code_version(previous, restart)
-        phase = "starting" if previous is None else _update_phase(previous, spec, code_version)
+        code_version = state.code_version_for(
+            previous.code_version if previous else None, replica_code_version(), restart
+        )
+        phase = (
+            "starting"
+            if previous is None
+            else state.update_phase(previous.code_version, previous.spec, spec, code_version)
+        )
         try:
             version = self._submit(spec, bundle, code_version)
             self._wait_running(spec, version, event, phase)
@@ -202,12 +279,7 @@ class RayBackend(Backend):
         rather than replacing them; options that need new processes (resources, ``--pip``)
         still make Serve start new replicas, as it always does.
         """
-        from ray import serve
-        from ray.serve.api import RunTarget
-
-        from nbserve.backends.ray import collector
-        from nbserve.backends.ray.replica import CELL_DEPLOYMENT, CellReplica, cell_config
-
+        collector.ensure_collector()  # made anew if someone killed it: replicas report to it
         if deployed_at is None:
             version = time.time()  # a new stamp: no replica has reported on it yet
         else:
@@ -215,7 +287,7 @@ class RayBackend(Backend):
             collector.clear_loads(spec.name, version)  # a rollback waits on fresh reports, not old ones
         deployment = serve.deployment(
             name=CELL_DEPLOYMENT,
-            user_config=cell_config(bundle, spec, version, code_version),
+            user_config=cell_config(bundle, spec.runtime_options(allowed_hosts()), version, code_version, extra=spec),
             **deployment_options(spec),
         )(CellReplica)
         # Serve's public API gives every deploy a random code version, which restarts every
@@ -227,28 +299,24 @@ class RayBackend(Backend):
         )
         return version
 
-    def _undo(self, name: str, previous: dict[str, Any] | None, event: Callable[..., None]) -> None:
-        from ray import serve
-
+    def _undo(self, name: str, previous: _Deployed | None, event: Callable[..., None]) -> None:
         if previous is None:
             event("removing the failed deployment")
             with contextlib.suppress(Exception):
                 serve.delete(name, _blocking=True)
             return
         event("rolling back to the previous version")
-        spec: ServeSpec = previous["spec"]
         # The previous stamp: replicas that kept serving that version have nothing to reload.
-        code_version = previous.get("code_version") or _code_version(None, restart=False)
-        version = self._submit(spec, previous["bundle"], code_version, deployed_at=previous["deployed_at"])
+        code_version = previous.code_version or replica_code_version()
+        version = self._submit(previous.spec, previous.bundle, code_version, deployed_at=previous.deployed_at)
         with contextlib.suppress(DeployError):
-            self._wait_running(spec, version, event, "rolling back")
+            self._wait_running(previous.spec, version, event, "rolling back")
 
     def _wait_running(self, spec: ServeSpec, version: float, event: Callable[..., None], phase: str) -> None:
         """Wait until every running replica has loaded ``version``, or raise as soon as one cannot."""
-        from nbserve.backends.ray import collector
-
         target = spec.replicas.min
-        deadline = time.monotonic() + DEPLOY_TIMEOUT_S
+        began = time.monotonic()
+        deadline = began + spec.setup_timeout_s + START_MARGIN_S
         pending_since: float | None = None
         next_pending_check = 0.0
         settled_since: float | None = None
@@ -256,9 +324,9 @@ class RayBackend(Backend):
             overview = self._applications().get(spec.name)
             if overview is not None:
                 status = str(getattr(overview.status, "value", overview.status))
-                counts = _replica_counts(overview, target)
-                message = _messages(overview)
-                setup_tb = _setup_traceback(message)
+                counts = state.replica_counts(overview, target)
+                message = state.messages(overview)
+                setup_tb = state.setup_traceback(message)
                 if setup_tb is not None:
                     raise SetupFailedError(f"the setup code of {spec.name} raised in its replica:\n\n{setup_tb}")
                 if status == "DEPLOY_FAILED":
@@ -268,7 +336,7 @@ class RayBackend(Backend):
                 reports = collector.load_reports(spec.name, version)
                 failure = next((error for error in reports.values() if error), None)
                 if failure is not None:
-                    setup_tb = _setup_traceback(failure) or failure
+                    setup_tb = state.setup_traceback(failure) or failure
                     raise SetupFailedError(f"the setup code of {spec.name} raised in its replica:\n\n{setup_tb}")
                 settled = (
                     status == "RUNNING" and counts.running >= target and not counts.starting and not counts.stopping
@@ -283,7 +351,8 @@ class RayBackend(Backend):
                 if waited_for_reports and self._serving_version(spec.name) == version:
                     event(phase, running=counts.running, target=target)
                     return
-                event(phase, running=counts.running, target=target)
+                waiting = f"setup running for {time.monotonic() - began:.0f} s of {spec.setup_timeout_s:g}"
+                event(phase, running=counts.running, target=target, message=waiting)
                 # Only the embedded cluster cannot grow; elsewhere replicas may wait for nodes.
                 # The check asks Ray's state API: once a second, not on every poll, so that it
                 # does not take CPU from the replica that is starting.
@@ -300,230 +369,207 @@ class RayBackend(Backend):
                     else:
                         pending_since = None
             if time.monotonic() > deadline:
-                raise DeployError(f"{spec.name} did not start within {DEPLOY_TIMEOUT_S:.0f} s")
+                raise DeployError(
+                    f"{spec.name} did not start within {time.monotonic() - began:.0f} s: its setup ran past "
+                    f"--setup-timeout {spec.setup_timeout_s:g} (or its replicas could not start); the deploy "
+                    "was called off. Raise the limit for a setup that is slow on purpose."
+                )
             time.sleep(POLL_S)
 
     def _serving_version(self, name: str) -> float | None:
         description = self._describe(name, timeout_s=5.0)
-        return description["deployed_at"] if description else None
+        return description.deployed_at if description else None
 
     # -- resources --------------------------------------------------------------------
     def _check_fits(self, spec: ServeSpec, info: cluster.ClusterInfo) -> None:
         """Refuse at once a replica that no node of the embedded cluster could hold."""
-        import ray
-
         if not info.embedded:
             return  # an external cluster may autoscale: Serve reports what it waits for
         demand = replica_demand(spec)
         nodes = [n for n in ray.nodes() if n.get("Alive")]
-        if any(_fits(demand, n["Resources"]) for n in nodes):
+        if any(state.fits(demand, n["Resources"]) for n in nodes):
             return
         raise InsufficientResourcesError(
-            f"one replica of {spec.name} needs {_format_resources(demand)}, but no node of the local "
-            f"Ray cluster has that much; it has {_format_resources(ray.cluster_resources())}.\n"
-            f"{_resource_fix(spec, demand)}"
+            f"one replica of {spec.name} needs {state.format_resources(demand)}, but no node of the local "
+            f"Ray cluster has that much; it has {state.format_resources(ray.cluster_resources())}.\n"
+            f"{state.resource_fix(demand)}"
         )
 
     def _fits_now(self, spec: ServeSpec) -> bool:
-        import ray
+        return state.fits(replica_demand(spec), ray.available_resources())
 
-        return _fits(replica_demand(spec), ray.available_resources())
+    def _replica_actors(self, name: str, actor_state: str) -> builtins.list[ReplicaActor]:
+        """The endpoint's replica actors in ``actor_state``, from the GCS's actor table: it needs
+        no Ray dashboard (which a small machine may run without, NBSERVE_RAY_DASHBOARD=0)."""
+        self.connect()
+        wanted = f"ServeReplica:{name}:{CELL_DEPLOYMENT}"
+        try:
+            table = ray_state.actors(actor_state_name=actor_state)
+        except Exception:  # noqa: BLE001 - an older or newer Ray without it: nothing known
+            return []
+        return [
+            ReplicaActor(str(row["ActorID"]), int(row["Pid"]), str(row["Address"]["NodeID"]))
+            for row in table.values()
+            if row.get("ActorClassName") == wanted
+        ]
 
     def _pending_replicas(self, spec: ServeSpec) -> int:
-        from ray.util.state import list_actors
-
-        from nbserve.backends.ray.replica import CELL_DEPLOYMENT
-
+        """Replicas of this shape that wait for resources: the demand the raylets report to
+        the GCS (the autoscaler's view). A replica that was placed and is only starting (its
+        process imports) is not there, even where what it took leaves nothing free (four
+        --gpu 0.25 replicas on one GPU), so it is never mistaken for one that cannot fit."""
         try:
-            actors = list_actors(
-                filters=[
-                    ("class_name", "=", f"ServeReplica:{spec.name}:{CELL_DEPLOYMENT}"),
-                    ("state", "=", "PENDING_CREATION"),
-                ],
-                address=self.connect().address,
-                timeout=5,
-                raise_on_missing_output=False,
-            )
-        except Exception:  # noqa: BLE001 - the state API is optional (no dashboard)
+            status = get_cluster_status(self.connect().address, timeout=5)
+        except Exception:  # noqa: BLE001 - an older or newer Ray: nothing known, nothing refused
             return 0
-        return len(actors)
+        return sum(
+            request.count
+            for demand in status.resource_demands.ray_task_actor_demand
+            for request in demand.bundles_by_count
+            if state.same_shape(request.bundle, replica_demand(spec))
+        )
 
     def _pending_report(self, spec: ServeSpec, pending: int) -> str:
-        import ray
-
         demand = replica_demand(spec)
         return (
-            f"{pending} replica(s) of {spec.name} cannot be placed: each needs {_format_resources(demand)}, "
-            f"the local cluster has {_format_resources(ray.cluster_resources())} in all and "
-            f"{_format_resources(ray.available_resources(), tuple(demand))} free.\n"
+            f"{pending} replica(s) of {spec.name} cannot be placed: each needs {state.format_resources(demand)}, "
+            f"the local cluster has {state.format_resources(ray.cluster_resources())} in all and "
+            f"{state.format_resources(ray.available_resources(), tuple(demand))} free.\n"
             "Free resources with `%serve down NAME` (see `%serve ls`), or ask for fewer replicas or "
             "fewer CPUs per replica (e.g. --cpus 0.5)."
         )
 
     # -- queries ----------------------------------------------------------------------
-    def _status_of(self, name: str, overview: Any, description: dict[str, Any] | None) -> EndpointStatus:
+    def _status_of(self, name: str, overview: Any, deployed: _Deployed | None) -> EndpointStatus:
         status = str(getattr(overview.status, "value", overview.status))
-        state = _STATE_NAMES.get(status, status.lower())
-        target = description["spec"].replicas.min if description else 0
-        counts = _replica_counts(overview, target)
-        if state == "deploying" and description is not None:
-            state = "updating"  # a running version answers while the new one rolls out
-        if description is not None and description["spec"].replicas.autoscaling:
+        endpoint_state = state.STATE_NAMES.get(status, status.lower())
+        target = deployed.spec.replicas.min if deployed else 0
+        counts = state.replica_counts(overview, target)
+        if endpoint_state == "deploying" and deployed is not None:
+            endpoint_state = "updating"  # a running version answers while the new one rolls out
+        if deployed is not None and deployed.spec.replicas.autoscaling:
             counts = ReplicaCounts(counts.running, max(counts.running, target), counts.starting, counts.recovering)
-        return EndpointStatus(name, state, counts, _messages(overview))
+        message = state.messages(overview)
+        if self._proxy_trouble and endpoint_state == "running":
+            endpoint_state, message = "unhealthy", "\n".join(filter(None, [self._proxy_trouble, message]))
+        return EndpointStatus(name, endpoint_state, counts, message)
+
+    def _info_of(self, name: str, overview: Any, deployed: _Deployed | None) -> EndpointInfo:
+        status = self._status_of(name, overview, deployed)
+        if deployed is None:
+            return EndpointInfo(
+                name, self.name, self.url(f"/{name}"), "?", True, 1, "?", overview.last_deployed_time_s, status
+            )
+        url = self.url(deployed.spec.route)
+        return endpoint_info(self.name, deployed.spec, deployed.bundle, url, deployed.deployed_at, status)
 
     def info(self, name: str) -> EndpointInfo:
         overview = self._applications().get(name)
         if overview is None:
             raise self._not_found(name)
-        description = self._describe(name)
-        return self._info_of(name, overview, description)
+        return self._info_of(name, overview, self._describe(name))
 
     def _not_found(self, name: str) -> EndpointNotFoundError:
+        if not self._cluster_up():
+            return EndpointNotFoundError(
+                f"{name!r} is not deployed: the embedded Ray cluster is not running (the first %%serve "
+                "starts it, or `nbserve cluster start`)"
+            )
         return EndpointNotFoundError(
             f"no nbserve endpoint named {name!r} on the Ray cluster at {self.connect().address}"
         )
 
-    def _info_of(self, name: str, overview: Any, description: dict[str, Any] | None) -> EndpointInfo:
-        status = self._status_of(name, overview, description)
-        if description is None:
-            return EndpointInfo(
-                name, self.name, self.url(f"/{name}"), "?", True, 1, "?", overview.last_deployed_time_s, status
-            )
-        return EndpointInfo(
-            name=name,
-            backend=self.name,
-            url=self.url(description["route"]),
-            handler=description["handler"],
-            batched=description["batched"],
-            max_batch_size=description["max_batch_size"],
-            resources=description["resources"],
-            deployed_at=description["deployed_at"],
-            status=status,
-            uses=tuple(description.get("uses", ())),
-        )
-
-    def list(self) -> list[EndpointInfo]:
+    def list(self) -> builtins.list[EndpointInfo]:
         apps = self._applications()
         return [self._info_of(name, overview, self._describe(name, 3.0)) for name, overview in sorted(apps.items())]
 
-    def status(self, name: str) -> EndpointStatus:
-        return self.info(name).status
-
     def _require_running_cluster(self, name: str) -> None:
         """Refuse queries that would start a new embedded cluster (a dashboard outliving its cluster)."""
-        if self.address is None and cluster.embedded_status() is None:
-            raise EndpointNotFoundError(f"{name!r} is gone: the embedded Ray cluster is not running")
+        if not self._cluster_up():
+            raise self._not_found(name)
 
     def stats(self, name: str, window_s: float = DEFAULT_WINDOW_S) -> EndpointStats:
-        from nbserve.backends.ray import collector
-
         self._require_running_cluster(name)
         status = self.status(name)  # connects; raises EndpointNotFoundError for a deleted endpoint
         measured = collector.read_stats(name, window_s) or EndpointStats(name=name, window_s=window_s)
-        return with_status(measured, status)
+        return measured.with_status(status)
 
     def series(self, name: str, span_s: float = 180.0, step_s: float = 5.0) -> builtins.list[SeriesPoint]:
-        from nbserve.backends.ray import collector
-
         self._require_running_cluster(name)
         self.connect()
         return collector.read_series(name, span_s, step_s)
 
-    def delete(self, name: str, *, force: bool = False) -> None:
-        from ray import serve
-
+    def _delete(self, name: str, *, force: bool) -> None:
         if name not in self._applications():
             raise self._not_found(name)
         users = [info.name for info in self.list() if name in info.uses]
         if users and not force:
             raise EndpointInUseError(name, users)
         serve.delete(name, _blocking=True)
-        from nbserve.backends.ray import collector
-
         collector.forget(name)
 
     def deployed_cell(self, name: str) -> tuple[ServeSpec, CellBundle]:
         if name not in self._applications():
             raise self._not_found(name)
-        description = self._describe(name)
-        if description is None:
+        deployed = self._describe(name)
+        if deployed is None:
             raise EndpointNotFoundError(f"{name!r} has no running replica to read its cell from; redeploy it first")
-        return description["spec"], description["bundle"]
+        return deployed.spec, deployed.bundle
 
     def client(self, name: str) -> EndpointClient:
+        self._require_running_cluster(name)
         self.connect()
         return RayEndpointClient(name)
 
     def logs(self, name: str, tail: int = 200) -> str:
         """Output of the endpoint's replicas: what the cell printed, warnings, tracebacks."""
-        from ray.util.state import get_log, list_actors
-
-        from nbserve.backends.ray.replica import CELL_DEPLOYMENT
-
+        self._require_running_cluster(name)
         address = self.connect().address
-        actors = list_actors(
-            address=address,
-            filters=[("class_name", "=", f"ServeReplica:{name}:{CELL_DEPLOYMENT}"), ("state", "=", "ALIVE")],
-            timeout=10,
-            raise_on_missing_output=False,
-        )
+        actors = self._replica_actors(name, "ALIVE")
         if not actors:
             raise EndpointNotFoundError(f"no running replica of {name!r}")
         sections = []
         for actor in actors:
-            lines: list[str] = []
-            for suffix in ("out", "err"):
-                with contextlib.suppress(Exception):
-                    for chunk in get_log(
-                        address=address, actor_id=actor.actor_id, suffix=suffix, tail=tail, timeout=10
-                    ):
-                        lines.extend(chunk.splitlines())
-            body = "\n".join(_ANSI.sub("", line) for line in lines if line.strip()) or "(no output yet)"
+            lines = _local_log_lines(actor, tail)
+            if lines is None:  # a replica on another node: Ray's log API (needs its dashboard)
+                lines = []
+                for suffix in ("out", "err"):
+                    with contextlib.suppress(Exception):
+                        for chunk in get_log(
+                            address=address, actor_id=actor.actor_id, suffix=suffix, tail=tail, timeout=10
+                        ):
+                            lines.extend(chunk.splitlines())
+            body = "\n".join(state.strip_ansi(line) for line in lines if line.strip()) or "(no output yet)"
             sections.append(f"--- replica {actor.actor_id[:8]} (pid {actor.pid}) ---\n{body}")
         return "\n".join(sections)
 
 
-def _code_version(previous: dict[str, Any] | None, restart: bool) -> str:
-    """Serve's code version for a deploy: the running one reloads the cell in place.
-
-    It changes, and Serve starts new replica processes, when nbserve's own code changed or
-    the user asked for ``--restart``.
-    """
-    from nbserve.backends.ray.replica import replica_code_version
-
-    current = replica_code_version()
-    if restart:
-        return f"{current}-restart-{time.time_ns()}"
-    running = str(previous.get("code_version") or "") if previous else ""
-    return running if running.startswith(current) else current
+class _NotMainThreadNote(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "SIGTERM handler is not set" not in record.getMessage()
 
 
-def _update_phase(previous: dict[str, Any], spec: ServeSpec, code_version: str) -> str:
-    """What a redeploy does to the running replicas, in the words the progress line shows."""
-    if previous.get("code_version") != code_version:
-        return "replacing replicas (--restart, or a new nbserve)"
-    if ray_actor_options(previous["spec"]) != ray_actor_options(spec):
-        return "replacing replicas (new resources or environment)"
-    return "reloading in place"
+_NOT_MAIN_THREAD_NOTE = _NotMainThreadNote()
 
 
-def _fits(demand: dict[str, float], resources: dict[str, float]) -> bool:
-    return all(resources.get(key, 0.0) >= amount for key, amount in demand.items())
+@dataclass(frozen=True)
+class ReplicaActor:
+    actor_id: str
+    pid: int
+    node_id: str  # hex
 
 
-def _format_resources(resources: dict[str, float], always: tuple[str, ...] = ("CPU",)) -> str:
-    parts = []
-    for key in ("CPU", "GPU"):
-        if key in resources or key in always:
-            parts.append(f"{resources.get(key, 0.0):g} {key}")
-    if "memory" in resources:
-        parts.append(f"{resources['memory'] / 2**30:.1f} GiB memory")
-    parts += [k.split(":", 1)[1] for k in resources if k.startswith("accelerator_type:")]
-    return ", ".join(parts) if parts else "nothing"
-
-
-def _resource_fix(spec: ServeSpec, demand: dict[str, float]) -> str:
-    if demand.get("GPU") or any(k.startswith("accelerator_type:") for k in demand):
-        return "Drop --gpu to run on the CPU here, or deploy to a cluster with GPUs (--address or RAY_ADDRESS)."
-    return "Ask for less (--cpus, --memory), or deploy to a bigger cluster (--address or RAY_ADDRESS)."
+def _local_log_lines(actor: ReplicaActor, tail: int) -> list[str] | None:
+    """The last ``tail`` lines of a replica's stdout and stderr, read from its log files where
+    its node is this machine's (the embedded cluster always); ``None`` where it is not."""
+    node = ray._private.worker.global_worker.node
+    if node is None or node.unique_id != actor.node_id:
+        return None
+    logs = Path(node.get_logs_dir_path())
+    lines: list[str] = []
+    for suffix in ("out", "err"):
+        for path in logs.glob(f"worker-*-{actor.pid}.{suffix}"):
+            with contextlib.suppress(OSError), path.open(errors="replace") as file:
+                lines.extend(deque(file, maxlen=tail))
+    # Ray's own markers (":actor_name:...", ":task_name:...") are not the replica's output.
+    return [line.rstrip("\n") for line in lines if not line.startswith((":actor_name:", ":task_name:"))]

@@ -2,8 +2,17 @@
 
 The embedded cluster is started with ``ray start --head`` as processes of its own, not
 inside the kernel, so endpoints outlive a kernel restart and the next kernel reuses the
-warm cluster. Its ports and Ray temp folder are nbserve's own (see ``nbserve.config``), which
+warm cluster. Its ports and Ray temp folder are nbserve's own (see ``nbserve._config``), which
 lets ``stop_embedded`` stop exactly that cluster and never another Ray on the machine.
+
+Nothing of it is open to other users or hosts. Every service listens on loopback: Ray binds
+its gRPC servers (GCS, raylet, workers) and agents to 127.0.0.1 only when the node's address
+is 127.0.0.1, and ``ray start --node-ip-address=127.0.0.1`` alone swaps loopback for the
+machine's address (``ray._private.services.resolve_ip_for_localhost``) unless Ray's switch
+for single-machine clusters, ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, is set: in ``ray
+start``'s environment and in every driver's. The metrics ports get fixed ports of nbserve's
+range. Ray's token authentication is always on, its token file and nbserve's folders are
+readable by their owner only.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,10 +34,10 @@ from pathlib import Path
 
 import psutil
 
-from nbserve.config import LOOPBACK, EmbeddedSettings, embedded_settings
-from nbserve.errors import ClusterError
+from nbserve._config import LOOPBACK, EmbeddedSettings, embedded_settings, private_folder
+from nbserve._errors import ClusterError
 
-__all__ = ["ClusterInfo", "connect", "embedded_status", "start_embedded", "stop_embedded"]
+__all__ = ["ClusterInfo", "cluster_processes", "connect", "embedded_status", "start_embedded", "stop_embedded"]
 
 log = logging.getLogger(__name__)
 START_TIMEOUT_S = 90.0
@@ -36,6 +46,9 @@ START_TIMEOUT_S = 90.0
 # embedded cluster would run without auth, or reject our own driver once a token appears.
 # nbserve decides once for the cluster and every process that talks to it.
 AUTH_MODE_VAR = "RAY_AUTH_MODE"
+# Ray's own switch for a cluster on this machine alone (on by default on macOS and Windows):
+# the node's address stays 127.0.0.1, and with it every socket Ray binds from that address.
+LOCAL_ONLY_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 @dataclass(frozen=True)
@@ -61,8 +74,8 @@ def _listening(port: int, host: str = LOOPBACK) -> bool:
 @contextlib.contextmanager
 def _locked(settings: EmbeddedSettings) -> Iterator[None]:
     """One process at a time starts or stops the embedded cluster (several kernels may try)."""
-    settings.home.mkdir(parents=True, exist_ok=True)
-    with open(settings.lock_file, "w") as handle:
+    private_folder(settings.home)
+    with os.fdopen(os.open(settings.lock_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -76,7 +89,7 @@ def _info(settings: EmbeddedSettings, started_at: float | None) -> ClusterInfo:
         http_host=LOOPBACK,
         http_port=settings.http_port,
         embedded=True,
-        dashboard_url=f"http://{LOOPBACK}:{settings.dashboard_port}",
+        dashboard_url=f"http://{LOOPBACK}:{settings.dashboard_port}" if settings.dashboard else None,
         started_at=started_at,
     )
 
@@ -109,7 +122,8 @@ def _set_auth_mode(mode: str) -> None:
 def _prepare_auth() -> str:
     """The auth mode for a new embedded cluster: token unless the user set RAY_AUTH_MODE.
 
-    With token auth, makes sure ``~/.ray/auth_token`` exists (created, never printed).
+    With token auth, makes sure ``~/.ray/auth_token`` exists (created, never printed) and that
+    only its owner can read it (Ray writes it with the umask's mode, 0644 by default).
     """
     mode = os.environ.get(AUTH_MODE_VAR, "token").lower()
     if mode == "token" and not _token_available():
@@ -118,7 +132,22 @@ def _prepare_auth() -> str:
         )
         if result.returncode != 0:
             raise ClusterError(f"could not create Ray's authentication token: {result.stderr.strip()[-500:]}")
+    if mode == "token":
+        _make_private(ray_token_file())
     return mode
+
+
+def ray_token_file() -> Path | None:
+    """The file Ray reads its cluster token from, where that is a file of ours."""
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    return path if path.is_file() else None
+
+
+def _make_private(path: Path | None) -> None:
+    if path is not None and path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+        if path.parent.name == ".ray" and path.parent.stat().st_mode & 0o077:
+            path.parent.chmod(0o700)
 
 
 def _token_available() -> bool:
@@ -151,13 +180,14 @@ def start_embedded(
         running = embedded_status(settings)
         if running is not None:
             return running
-        for port in (settings.dashboard_port, settings.client_server_port, settings.agent_port, settings.http_port):
+        for port in settings.ports[1:]:
             if _listening(port):
                 raise ClusterError(
                     f"port {port} on {LOOPBACK} is taken by another program, so the embedded Ray "
                     "cluster cannot start; free it, or choose other ports with NBSERVE_RAY_PORT "
-                    "(and NBSERVE_HTTP_PORT for the HTTP port)"
+                    f"(the cluster takes it and the ten after it) and NBSERVE_HTTP_PORT"
                 )
+        private_folder(settings.private_root)
         if on_status:
             on_status(f"starting the local Ray cluster on {settings.address}")
         auth_mode = _prepare_auth()
@@ -171,12 +201,40 @@ def start_embedded(
             f"--dashboard-port={settings.dashboard_port}",
             f"--ray-client-server-port={settings.client_server_port}",
             f"--dashboard-agent-listen-port={settings.agent_port}",
+            f"--dashboard-agent-grpc-port={settings.agent_grpc_port}",
+            f"--metrics-export-port={settings.metrics_export_port}",
+            f"--node-manager-port={settings.node_manager_port}",
+            f"--object-manager-port={settings.object_manager_port}",
+            f"--runtime-env-agent-port={settings.runtime_env_agent_port}",
             f"--temp-dir={settings.temp_dir}",
             "--disable-usage-stats",
         ]
         if settings.num_cpus is not None:
             command.append(f"--num-cpus={settings.num_cpus}")
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", AUTH_MODE_VAR: auth_mode}
+        if not settings.dashboard:
+            command.append("--include-dashboard=false")
+        if settings.num_gpus is not None:
+            command.append(f"--num-gpus={settings.num_gpus}")
+        if settings.object_store_mb is not None:
+            # Where /dev/shm is smaller than this (Binder's 64 MB), Ray puts the store in /tmp.
+            command.append(f"--object-store-memory={settings.object_store_mb * 1024 * 1024}")
+        env = {
+            **os.environ,
+            "RAY_USAGE_STATS_ENABLED": "0",
+            AUTH_MODE_VAR: auth_mode,
+            LOCAL_ONLY_VAR: "0",
+            # No Prometheus exporter in the dashboard agent: it serves, without credentials,
+            # every metric of every endpoint; nbserve's figures come from its own collector.
+            "RAY_enable_metrics_collection": "0",
+            # A Serve proxy that died is noticed after three failed health checks: one a second
+            # (Serve's default is ten), so HTTP answers again within seconds, not half a minute.
+            "RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S": "1",
+            "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "2",
+            # The autoscaler's and the dashboard's Prometheus ports: fixed, so two clusters on
+            # one machine do not both take Ray's defaults (44217, 44227).
+            "AUTOSCALER_METRIC_PORT": str(settings.autoscaler_metrics_port),
+            "DASHBOARD_METRIC_PORT": str(settings.dashboard_metrics_port),
+        }
         env.pop("RAY_ADDRESS", None)
         started = time.time()
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
@@ -191,7 +249,8 @@ def start_embedded(
         if process.returncode != 0:
             tail = "\n".join((stdout + stderr).strip().splitlines()[-15:])
             raise ClusterError(f"`ray start` failed (exit {process.returncode}):\n{tail}")
-        settings.state_file.write_text(
+        _write_private(
+            settings.state_file,
             json.dumps(
                 {
                     "started_at": started,
@@ -199,12 +258,17 @@ def start_embedded(
                     "http_port": settings.http_port,
                     "auth_mode": auth_mode,
                 }
-            )
+            ),
         )
         return _info(settings, started)
 
 
-def _cluster_processes(settings: EmbeddedSettings) -> list[psutil.Process]:
+def _write_private(path: Path, text: str) -> None:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+        file.write(text)
+
+
+def cluster_processes(settings: EmbeddedSettings) -> list[psutil.Process]:
     """The head's processes (found by our temp folder or ports) and all their descendants."""
     marker = str(settings.temp_dir)
     address_suffix = f":{settings.gcs_port}"
@@ -235,7 +299,7 @@ def stop_embedded(settings: EmbeddedSettings | None = None, timeout_s: float = 2
     """Stop the embedded cluster and every endpoint on it. Returns whether anything ran."""
     settings = settings or embedded_settings()
     with _locked(settings):
-        processes = _cluster_processes(settings)
+        processes = cluster_processes(settings)
         if ray_connected_to(settings.address):
             import ray
 
@@ -296,12 +360,53 @@ def _disable_ray_auto_init() -> None:
         setattr(hook, "enable_auto_connect", False)  # noqa: B010 - a private flag, not typed
 
 
+# How often a process connected to the embedded cluster checks that the cluster is still there.
+WATCH_INTERVAL_S = 0.5
+_watcher: threading.Thread | None = None
+
+
+def _watch_embedded(settings: EmbeddedSettings) -> None:
+    """Disconnect this process as soon as the embedded cluster is gone (``nbserve cluster stop``).
+
+    A Ray driver whose cluster disappears is ended by Ray itself once it has failed to reach
+    the cluster for ``gcs_rpc_server_reconnect_timeout_s`` (60 s): a kernel would lose its
+    notebook's state. Shutting the driver down first keeps the process; the next ``%%serve``
+    connects again (starting the cluster), and looking at endpoints says it is not running.
+    """
+    global _watcher
+    if _watcher is not None and _watcher.is_alive():
+        return
+
+    def watch() -> None:
+        import ray
+
+        while ray.is_initialized():
+            time.sleep(WATCH_INTERVAL_S)
+            if not _listening(settings.gcs_port) and ray_connected_to(settings.address):
+                log.info("the embedded Ray cluster at %s is gone; this process disconnected", settings.address)
+                ray.shutdown()
+                return
+
+    _watcher = threading.Thread(target=watch, name="nbserve-cluster-watch", daemon=True)
+    _watcher.start()
+
+
+def _local_only_driver() -> None:
+    """Make this process a driver of a loopback-only cluster: Ray must not swap 127.0.0.1 for the
+    machine's address when it connects (the GCS listens on loopback alone)."""
+    os.environ[LOCAL_ONLY_VAR] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:  # already imported: it read the variable at import time
+        setattr(constants, "ENABLE_RAY_CLUSTER", False)  # noqa: B010 - a module constant of Ray's
+
+
 def connect(address: str | None, on_status: Callable[[str], None] | None = None) -> ClusterInfo:
     """Connect this process to the cluster (starting the embedded one if ``address`` is None)
     and make sure Ray Serve runs on it, its HTTP proxy bound to loopback."""
     _disable_ray_auto_init()
     auth_mode: str | None = None  # an external cluster's auth is the user's to configure
     if address is None:
+        _local_only_driver()
         settings = embedded_settings()
         info = start_embedded(settings, on_status)  # imports Ray meanwhile, when it starts one
         target = settings.address
@@ -342,7 +447,9 @@ def connect(address: str | None, on_status: Callable[[str], None] | None = None)
             raise ClusterError(f"cannot connect to the Ray cluster at {target}: {exc}.{hint}") from exc
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
     serve.start(http_options={"host": LOOPBACK, "port": info.http_port if info.embedded else 8000})
-    if not info.embedded:
+    if info.embedded:
+        _watch_embedded(embedded_settings())
+    else:
         info = _external_http(info)
     return info
 

@@ -1,60 +1,56 @@
 """The cluster's collector: one detached actor that holds every endpoint's metrics window
 and which version of its cell each replica loaded.
 
-Replicas ship their samples to it once a second (``ReplicaMetrics``); kernels, the CLI and
-the Jupyter server read figures from it. A replica that loads a version of the cell reports
+Replicas ship their samples to it once a second (``reports``); kernels, the CLI and the
+Jupyter server read figures from it. A replica that loads a version of the cell reports
 the outcome here, so the deploying kernel learns about every replica, not only the one a
 handle call would reach. Being detached, the actor outlives the kernels that deployed the
 endpoints, like the endpoints themselves; it costs no CPU reservation.
+
+Ray restarts it if it dies; each endpoint's totals (requests, items, errors) are kept in the
+cluster's key-value store as they change, so a restarted collector counts on from them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
-import threading
+import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import ray
+from ray.exceptions import RayActorError
+from ray.experimental import internal_kv
 
-from nbserve.metrics import (
-    DEFAULT_WINDOW_S,
-    FLUSH_INTERVAL_S,
-    EndpointStats,
-    MetricsWindow,
-    Recorder,
-    RequestSample,
-    SeriesPoint,
-)
+from nbserve._metrics import DEFAULT_WINDOW_S, MetricsWindow
+from nbserve._types import EndpointStats, SeriesPoint
+from nbserve.backends.ray.reports import COLLECTOR_NAME, NAMESPACE, find_collector
+from nbserve.runtime.recorder import RequestSample
 
-__all__ = [
-    "COLLECTOR_NAME",
-    "NAMESPACE",
-    "ReplicaMetrics",
-    "clear_loads",
-    "get_collector",
-    "load_reports",
-    "report_load",
-]
+__all__ = ["clear_loads", "ensure_collector", "forget", "load_reports", "read_series", "read_stats"]
 
-# Versioned: a cluster that outlives an upgrade keeps its old collector, and the new
-# replicas must not ship to it. Bump when the actor's methods change.
-COLLECTOR_NAME = "nbserve_metrics_v2"
-NAMESPACE = "nbserve"
-# Set to 0 in a replica's environment (``--env NBSERVE_METRICS=0``) to record nothing: used
-# to measure what monitoring costs.
-METRICS_ENV = "NBSERVE_METRICS"
 # Versions of a cell whose load reports are kept per endpoint (a deploy waits on the newest).
 KEPT_VERSIONS = 8
-REPORT_TIMEOUT_S = 10.0
+# How long a reader waits for a collector that Ray is restarting.
+RESTART_WAIT_S = 15.0
 
 
-@ray.remote(num_cpus=0, max_restarts=-1)
+TOTALS_PREFIX = "totals:"
+
+
+# Ray restarts it if it dies, and sends it again what replicas shipped meanwhile
+# (max_task_retries): a restart loses no sample.
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class MetricsCollector:
     def __init__(self) -> None:
         self._windows: dict[str, MetricsWindow] = {}
+        for key in internal_kv._internal_kv_list(TOTALS_PREFIX, namespace=NAMESPACE):
+            kept = json.loads(internal_kv._internal_kv_get(key, namespace=NAMESPACE) or b"null")
+            if kept is not None:
+                endpoint = key.decode().removeprefix(TOTALS_PREFIX)
+                totals = (int(kept["totals"][0]), int(kept["totals"][1]), int(kept["totals"][2]))
+                self._windows[endpoint] = MetricsWindow(endpoint, created_at=kept["created_at"], totals=totals)
         self._forgotten: dict[str, float] = {}  # endpoint -> when it was deleted
         # endpoint -> version (its deployed_at) -> replica -> None when loaded, else the error
         self._loads: dict[str, dict[float, dict[str, str | None]]] = {}
@@ -64,15 +60,19 @@ class MetricsCollector:
         endpoint: str,
         replica: str,
         created_at: float,
-        requests: list[tuple[float, float, int, bool]],
+        requests: list[tuple[Any, ...]],
         batches: list[tuple[float, int]],
+        streaming: int = 0,
     ) -> None:
         if created_at <= self._forgotten.get(endpoint, 0.0):
             return  # the last shipment of a deleted endpoint's replica
         window = self._windows.get(endpoint)
         if window is None:
             window = self._windows[endpoint] = MetricsWindow(endpoint, created_at=created_at)
-        window.add(replica, (RequestSample(*r) for r in requests), batches)
+        window.add(replica, (RequestSample(*r) for r in requests), batches, streaming=streaming)
+        if requests:
+            kept = {"created_at": window.created_at, "totals": window.totals}
+            internal_kv._internal_kv_put(TOTALS_PREFIX + endpoint, json.dumps(kept), namespace=NAMESPACE)
 
     def stats(self, endpoint: str, window_s: float) -> EndpointStats | None:
         window = self._windows.get(endpoint)
@@ -96,59 +96,53 @@ class MetricsCollector:
 
     def forget(self, endpoint: str) -> None:
         self._windows.pop(endpoint, None)
+        internal_kv._internal_kv_del(TOTALS_PREFIX + endpoint, namespace=NAMESPACE)
         self._loads.pop(endpoint, None)
         self._forgotten[endpoint] = time.time()
 
 
-def get_collector(create: bool = False) -> Any:
-    """The collector's handle; ``None`` when it does not exist and ``create`` is false."""
-    if create:
-        return MetricsCollector.options(  # type: ignore[attr-defined]
-            name=COLLECTOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
-        ).remote()
-    try:
-        return ray.get_actor(COLLECTOR_NAME, namespace=NAMESPACE)
-    except ValueError:
-        return None
+def ensure_collector() -> Any:
+    """The collector's handle, created if there is none (by a kernel: replicas never create it)."""
+    return MetricsCollector.options(  # type: ignore[attr-defined]
+        name=COLLECTOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+    ).remote()
+
+
+def _ask(call: Callable[[Any], Any], default: Any) -> Any:
+    """A question to the collector, waiting out a restart of it (Ray brings it back in seconds)."""
+    deadline = time.monotonic() + RESTART_WAIT_S
+    while True:
+        collector = find_collector()
+        if collector is None:
+            return default
+        try:
+            return ray.get(call(collector), timeout=10)
+        except RayActorError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def read_stats(endpoint: str, window_s: float = DEFAULT_WINDOW_S) -> EndpointStats | None:
-    collector = get_collector()
-    if collector is None:
-        return None
-    stats: EndpointStats | None = ray.get(collector.stats.remote(endpoint, window_s), timeout=10)
+    stats: EndpointStats | None = _ask(lambda c: c.stats.remote(endpoint, window_s), None)
     return stats
 
 
 def read_series(endpoint: str, span_s: float, step_s: float) -> list[SeriesPoint]:
-    collector = get_collector()
-    if collector is None:
-        return []
-    series: list[SeriesPoint] = ray.get(collector.series.remote(endpoint, span_s, step_s), timeout=10)
+    series: list[SeriesPoint] = _ask(lambda c: c.series.remote(endpoint, span_s, step_s), [])
     return series
 
 
 def forget(endpoint: str) -> None:
-    collector = get_collector()
+    collector = find_collector()
     if collector is not None:
         with contextlib.suppress(Exception):
             ray.get(collector.forget.remote(endpoint), timeout=10)
 
 
-async def report_load(endpoint: str, version: float, replica: str, error: str | None) -> None:
-    """From a replica: it loaded ``version`` of the cell (``error`` None) or could not.
-
-    Best effort: a collector that is gone must not fail the replica (the deploying kernel
-    then asks the replicas which version they serve).
-    """
-    with contextlib.suppress(Exception):
-        ref = get_collector(create=True).report_load.remote(endpoint, version, replica, error)
-        await asyncio.wait_for(asyncio.wrap_future(ref.future()), REPORT_TIMEOUT_S)
-
-
 def load_reports(endpoint: str, version: float) -> dict[str, str | None]:
     """Replica -> ``None`` (loaded) or the setup error, for one version of an endpoint's cell."""
-    collector = get_collector()
+    collector = find_collector()
     if collector is None:
         return {}
     reports: dict[str, str | None] = ray.get(collector.load_reports.remote(endpoint, version), timeout=10)
@@ -157,38 +151,6 @@ def load_reports(endpoint: str, version: float) -> dict[str, str | None]:
 
 def clear_loads(endpoint: str, version: float) -> None:
     """Before a deploy of ``version``: drop earlier reports of it (a rollback deploys it again)."""
-    collector = get_collector()
+    collector = find_collector()
     if collector is not None:
         ray.get(collector.clear_loads.remote(endpoint, version), timeout=10)
-
-
-class ReplicaMetrics:
-    """A replica's recorder and the thread that ships its samples to the collector."""
-
-    def __init__(self, endpoint: str, created_at: float) -> None:
-        self.enabled = os.environ.get(METRICS_ENV, "1") != "0"
-        self.recorder = Recorder()
-        self._endpoint = endpoint
-        self._created_at = created_at
-        self._replica = f"{os.getpid()}-{id(self):x}"
-        self._stop = threading.Event()
-        if self.enabled:
-            self._collector = get_collector(create=True)
-            threading.Thread(target=self._ship_forever, name="nbserve-metrics", daemon=True).start()
-
-    def _ship_forever(self) -> None:
-        while not self._stop.wait(FLUSH_INTERVAL_S):
-            self.ship()
-
-    def ship(self) -> None:
-        requests, batches = self.recorder.drain()
-        # An empty shipment still says the replica is alive (``replicas_reporting``).
-        with contextlib.suppress(Exception):  # a restarting collector loses a second, not the replica
-            self._collector.record.remote(
-                self._endpoint, self._replica, self._created_at, [tuple(r) for r in requests], batches
-            )
-
-    def stop(self) -> None:
-        if self.enabled and not self._stop.is_set():
-            self._stop.set()
-            self.ship()

@@ -3,17 +3,18 @@
 Calls go through Ray Serve's ``DeploymentHandle`` (no HTTP), so they join the used
 endpoint's batches and its replicas scale on their own. A call returns a ``PendingOutput``:
 ``await`` it in an ``async def`` handler, or call ``.result()`` in a sync handler (which runs
-in a worker thread, where blocking is allowed).
+in a worker thread, where blocking is allowed). ``embed.stream(x)`` gives a used streaming
+endpoint's chunks as they come: ``for`` in a sync handler, ``async for`` in an async one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable
+from collections.abc import AsyncGenerator, Generator, Iterable, Iterator
 from typing import Any
 
-from nbserve.program import Outcome
+from nbserve.runtime.program import Outcome
 
-__all__ = ["PendingOutput", "UsedEndpoint"]
+__all__ = ["PendingOutput", "PendingStream", "UsedEndpoint"]
 
 
 class PendingOutput:
@@ -42,6 +43,28 @@ class PendingOutput:
         return self._unwrap(self._response.result(timeout_s=timeout_s), self._many)
 
 
+class PendingStream:
+    """The chunks of a call into a used streaming endpoint, as its replica yields them.
+
+    A handler error ends the iteration by raising its ``HandlerError``.
+    """
+
+    def __init__(self, response: Any) -> None:
+        self._response = response  # Serve's DeploymentResponseGenerator
+
+    def __iter__(self) -> Iterator[Any]:
+        for outcome in self._response:
+            yield outcome.unwrap()
+
+    async def __aiter__(self) -> AsyncGenerator[Any, None]:
+        async for outcome in self._response:
+            yield outcome.unwrap()
+
+    def cancel(self) -> None:
+        """Stop the used endpoint's stream (its handler's generator is closed)."""
+        self._response.cancel()
+
+
 class UsedEndpoint:
     """A deployed endpoint as the cells that use it see it."""
 
@@ -66,6 +89,10 @@ class UsedEndpoint:
         A failing input raises its ``HandlerError`` when the outputs are collected.
         """
         return PendingOutput(self._get_handle().call_batch.remote(list(items)), many=True)
+
+    def stream(self, item: Any) -> PendingStream:
+        """One input's answer in chunks, as the used endpoint yields them (one chunk if it does not stream)."""
+        return PendingStream(self._get_handle().options(stream=True).stream.remote(item))
 
     def __repr__(self) -> str:
         return f"<used endpoint {self.name}>"

@@ -1,0 +1,3 @@
+"""nbserve's release."""
+
+__version__ = "0.1.0"
