@@ -200,7 +200,11 @@ class Session:
                 process.kill()
                 raise AssertionError(f"{' '.join(args[:3])} did not finish in {timeout} s; see {log}") from None
         text = (ARTIFACTS / log).read_text()
-        assert code == 0, f"{' '.join(args[:3])} failed (exit {code}); the end of {log}:\n{text[-4000:]}"
+        # The memory figures too: a process killed for memory shows up only as a failed cell.
+        assert code == 0, (
+            f"{' '.join(args[:3])} failed (exit {code}); memory so far {self.limit.report()}; "
+            f"the end of {log}:\n{text[-4000:]}"
+        )
         return text
 
     def spawn(self, args: list[str], log: str) -> subprocess.Popen[bytes]:

@@ -237,7 +237,13 @@ def start_embedded(
         }
         env.pop("RAY_ADDRESS", None)
         started = time.time()
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
+        # A session of its own: Ray's daemons would otherwise join the caller's process group,
+        # and Jupyter stops a kernel by signalling its whole group (nbval always, JupyterLab
+        # when a shutdown or restart does not finish in 5 s): the kernel that happened to start
+        # the cluster would take every notebook's endpoints down with it.
+        with subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+        ) as process:
             # While `ray start` runs, import what connecting needs next: ~1.3 s that would
             # otherwise come after it on a cold start.
             _import_ray_serve()
