@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -30,13 +29,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import (
-    BATCH,
     NOOP_CELL,
     ROOT,
     TEXT,
     Figure,
+    machine,
     model_dir,
     quickstart_cell,
+    raw_throughput,
     sections_of,
     use_benchmark_cluster,
 )
@@ -97,23 +97,6 @@ class Settings:
 
 
 # -- the three contenders ----------------------------------------------------------------
-def raw_throughput(texts: list[str]) -> float:
-    """Texts/s of the model in this process, batch after batch of 32."""
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir())
-    model = AutoModel.from_pretrained(model_dir()).eval()
-    started = time.perf_counter()
-    for i in range(0, len(texts), BATCH):
-        batch = tokenizer(texts[i : i + BATCH], padding=True, truncation=True, max_length=256, return_tensors="pt")
-        with torch.inference_mode():
-            hidden = model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1)
-        torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=1).tolist()
-    return len(texts) / (time.perf_counter() - started)
-
-
 @contextmanager
 def anchor_server(model: str) -> Iterator[str]:
     """The hand-written Ray Serve app, in a process (and a Ray cluster) of its own."""
@@ -221,25 +204,6 @@ def notebook_calls(notebook: Notebook, settings: Settings) -> dict[str, Figure]:
     finally:
         notebook.kernel.ok("serve.delete('hand_noop')")
     return figures
-
-
-def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.processor(),
-    )
-    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    import ray
-    import torch
-
-    return (
-        f"{os.cpu_count()} x {cpu}, {memory_gib:.0f} GiB, {platform.system()} {platform.release()}; "
-        f"Python {platform.python_version()}, Ray {ray.__version__}, torch {torch.__version__} (CPU)"
-    )
 
 
 def verdict(ok: bool) -> str:
