@@ -5,9 +5,12 @@ test suite agree without passing anything around:
 
 ``NBSERVE_HOME``        state folder (default ``~/.nbserve``)
 ``NBSERVE_RAY_PORT``    the embedded cluster's GCS port (default 6389); Ray's other services
-                        take the next ten ports (see ``EmbeddedSettings``)
+                        take the next ten ports, fourteen with the HAProxy ingress (see
+                        ``EmbeddedSettings``)
 ``NBSERVE_HTTP_PORT``   Ray Serve's HTTP port on 127.0.0.1 (default 8000)
 ``NBSERVE_NUM_CPUS``    CPUs the embedded cluster offers (default: all of this machine's)
+``NBSERVE_INGRESS``     how HTTP reaches the embedded cluster's replicas: ``proxy`` (Serve's
+                        Python proxy, the default) or ``haproxy`` (Serve's HAProxy ingress)
 ``NBSERVE_LOCAL_PORT``  the HTTP port of ``--backend local`` endpoints (default: any free port)
 ``NBSERVE_ALLOWED_HOSTS``  host names (comma-separated) that endpoints deployed from this
                         process accept in ``Host`` besides IP addresses and ``localhost``
@@ -24,6 +27,7 @@ from pathlib import Path
 from nbserve._errors import ConfigError
 
 __all__ = [
+    "INGRESSES",
     "JUPYTER_ROUTE",
     "LOOPBACK",
     "EmbeddedSettings",
@@ -35,6 +39,8 @@ __all__ = [
 ]
 
 LOOPBACK = "127.0.0.1"
+# How HTTP reaches the embedded cluster's replicas; the first is the default.
+INGRESSES = ("proxy", "haproxy")
 # Where a Jupyter server with nbserve's extension answers for each endpoint, below its base
 # URL: <base_url>nbserve/endpoints/NAME (the route a remote browser or teammate can reach).
 JUPYTER_ROUTE = "nbserve/endpoints"
@@ -93,6 +99,9 @@ class EmbeddedSettings:
     # Ray's dashboard: about ten processes and 0.8 GB here. nbserve needs nothing of it (logs
     # and replica states come from the GCS and the log files); binder/start turns it off.
     dashboard: bool = True
+    # "proxy": Serve's Python proxy; "haproxy": HAProxy with replicas serving HTTP themselves
+    # (nbserve.backends.ray.haproxy).
+    ingress: str = "proxy"
 
     @property
     def address(self) -> str:
@@ -139,9 +148,27 @@ class EmbeddedSettings:
         return self.gcs_port + 10
 
     @property
+    def haproxy_stats_port(self) -> int:
+        return self.gcs_port + 11
+
+    @property
+    def haproxy_metrics_port(self) -> int:
+        return self.gcs_port + 12
+
+    @property
+    def fallback_proxy_http_port(self) -> int:
+        """Serve's Python proxy behind HAProxy (Ray's default, 8500, would be every cluster's)."""
+        return self.gcs_port + 13
+
+    @property
+    def fallback_proxy_grpc_port(self) -> int:
+        return self.gcs_port + 14
+
+    @property
     def ports(self) -> tuple[int, ...]:
         """Every fixed port of the cluster (workers take ports from Ray's own range)."""
-        return (self.gcs_port, *(self.gcs_port + offset for offset in range(1, 11)), self.http_port)
+        last = 14 if self.ingress == "haproxy" else 10
+        return (self.gcs_port, *(self.gcs_port + offset for offset in range(1, last + 1)), self.http_port)
 
     @property
     def private_root(self) -> Path:
@@ -154,6 +181,11 @@ class EmbeddedSettings:
         # Ray puts Unix sockets below this folder; their paths must stay under ~100
         # characters, so it lives in /tmp rather than under a possibly long home.
         return self.private_root / f"ray-{self.gcs_port}"
+
+    @property
+    def haproxy_dir(self) -> Path:
+        # Short: Ray adds its node id below it, and HAProxy's socket paths must fit 97 bytes.
+        return self.private_root / f"h{self.gcs_port}"
 
     @property
     def state_file(self) -> Path:
@@ -173,7 +205,18 @@ def embedded_settings(environ: Mapping[str, str] = os.environ) -> EmbeddedSettin
         num_gpus=_whole(environ, "NBSERVE_NUM_GPUS", "a whole number of GPUs", minimum=0),
         dashboard=environ.get("NBSERVE_RAY_DASHBOARD", "1").strip() != "0",
         object_store_mb=_whole(environ, "NBSERVE_OBJECT_STORE_MB", "a whole number of MB, 75 or more", minimum=75),
+        ingress=_ingress(environ),
     )
+
+
+def _ingress(environ: Mapping[str, str]) -> str:
+    raw = environ.get("NBSERVE_INGRESS", "").strip().lower() or INGRESSES[0]
+    if raw not in INGRESSES:
+        raise ConfigError(
+            f"NBSERVE_INGRESS={raw!r} is not an ingress: use 'proxy' (Serve's Python proxy) or 'haproxy' "
+            "(Serve's HAProxy ingress), or unset it"
+        )
+    return raw
 
 
 def _whole(environ: Mapping[str, str], key: str, meaning: str, *, minimum: int) -> int | None:

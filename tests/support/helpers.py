@@ -57,9 +57,9 @@ def free_port() -> int:
 
 def free_port_range(count: int) -> int:
     """The first of ``count`` consecutive loopback ports that nothing listens on right now (the
-    embedded cluster takes the GCS port and the ten after it). They lie within 20000-28999:
-    above the ports Ray gives its workers (10002-19999; `ray start` refuses a GCS port there)
-    and below the kernel's ephemeral range."""
+    embedded cluster takes the GCS port and the ten after it, fourteen with the HAProxy
+    ingress). They lie within 20000-28999: above the ports Ray gives its workers (10002-19999;
+    `ray start` refuses a GCS port there) and below the kernel's ephemeral range."""
     for _ in range(200):
         base = 20000 + free_port() % 90 * 100
         try:
@@ -122,11 +122,11 @@ class PollingClient:
 
 def own_cluster_env(home: Path, **extra: str) -> dict[str, str]:
     """This process's environment for an embedded cluster of a test's own: free ports (the GCS
-    port with room for the ten after it) and ``home`` as NBSERVE_HOME, so the session's
+    port with room for the fourteen after it) and ``home`` as NBSERVE_HOME, so the session's
     cluster is never touched; stop it with ``nbserve cluster stop`` in this environment."""
     return {
         **os.environ,
-        "NBSERVE_RAY_PORT": str(free_port_range(11)),
+        "NBSERVE_RAY_PORT": str(free_port_range(15)),
         "NBSERVE_HTTP_PORT": str(free_port()),
         "NBSERVE_HOME": str(home),
         **extra,

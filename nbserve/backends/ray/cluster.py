@@ -36,6 +36,7 @@ import psutil
 
 from nbserve._config import LOOPBACK, EmbeddedSettings, embedded_settings, private_folder
 from nbserve._errors import ClusterError
+from nbserve.backends.ray.haproxy import haproxy_environment
 
 __all__ = ["ClusterInfo", "cluster_processes", "connect", "embedded_status", "start_embedded", "stop_embedded"]
 
@@ -185,7 +186,7 @@ def start_embedded(
                 raise ClusterError(
                     f"port {port} on {LOOPBACK} is taken by another program, so the embedded Ray "
                     "cluster cannot start; free it, or choose other ports with NBSERVE_RAY_PORT "
-                    f"(the cluster takes it and the ten after it) and NBSERVE_HTTP_PORT"
+                    f"(the cluster takes it and the {len(settings.ports) - 2} after it) and NBSERVE_HTTP_PORT"
                 )
         private_folder(settings.private_root)
         if on_status:
@@ -235,6 +236,8 @@ def start_embedded(
             "AUTOSCALER_METRIC_PORT": str(settings.autoscaler_metrics_port),
             "DASHBOARD_METRIC_PORT": str(settings.dashboard_metrics_port),
         }
+        if settings.ingress == "haproxy":
+            env.update(haproxy_environment(settings))
         env.pop("RAY_ADDRESS", None)
         started = time.time()
         # A session of its own: Ray's daemons would otherwise join the caller's process group,

@@ -1,0 +1,112 @@
+"""The HAProxy ingress (``NBSERVE_INGRESS=haproxy``) on an embedded cluster of the test's own:
+what a user sees is unchanged (auth, batching, streaming, hot reload, figures), and every port
+of the cluster still listens on loopback alone."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.helpers import own_cluster_env
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Runs in a process of its own (this one is the session cluster's driver) and prints what it saw.
+DRIVER = textwrap.dedent(
+    """
+    import json, os, time
+    from concurrent.futures import ThreadPoolExecutor
+    import psutil, requests
+    import nbserve
+    from nbserve._config import embedded_settings
+    from nbserve.backends.ray import cluster
+
+    CELL = (
+        "import os\\nVERSION = {v}\\ndef twice(items):\\n"
+        "    return [dict(out=2 * x, pid=os.getpid(), v=VERSION) for x in items]\\n"
+    )
+    GEN = "def gen(prompt):\\n    for word in prompt.split():\\n        yield word\\n"
+    seen = {}
+    ep = nbserve.deploy(CELL.format(v=1), "twice", max_batch_size=8, batch_wait_ms=50, cpus=0.25)
+    headers = ep.headers()
+    first = requests.post(ep.url, json={"input": 1}, headers=headers, timeout=60)
+    seen["with_token"] = [first.status_code, first.json()]
+    seen["no_token"] = requests.post(ep.url, json={"input": 1}, timeout=60).status_code
+    foreign = {**headers, "Host": "evil.example"}
+    seen["foreign_host"] = requests.post(ep.url, json={"input": 1}, headers=foreign, timeout=60).status_code
+    post = lambda i: requests.post(ep.url, json={"input": i}, headers=headers, timeout=60)
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(post, range(48)))
+    seen["concurrent"] = sorted({a.status_code for a in answers})
+    deadline = time.monotonic() + 30
+    while (stats := ep.stats()).requests < 50 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    seen["stats"] = [stats.requests, stats.batch_max, stats.errors]
+    seen["call"] = ep(3)["out"]
+
+    nbserve.deploy(CELL.format(v=2), "twice", max_batch_size=8, batch_wait_ms=50, cpus=0.25)
+    after = requests.post(ep.url, json={"input": 1}, headers=headers, timeout=60).json()["output"]
+    seen["reloaded"] = [after["v"], after["pid"] == first.json()["output"]["pid"]]
+
+    gen = nbserve.deploy(GEN, "gen", no_batch=True, cpus=0.25)
+    body = {"input": "one two three", "stream": True}
+    with requests.post(gen.url, json=body, headers=gen.headers(), stream=True, timeout=60) as r:
+        seen["sse"] = [json.loads(line[6:])["output"] for line in r.iter_lines() if line.startswith(b'data: {"output"')]
+    seen["stream"] = list(gen.stream("four five"))
+
+    wide, names = [], set()
+    for process in cluster.cluster_processes(embedded_settings()):
+        try:
+            names.add(process.name())
+            listening = [c for c in process.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+            cmdline = " ".join(process.cmdline())
+        except psutil.Error:
+            continue
+        for c in listening:
+            if c.laddr.ip.removeprefix("::ffff:") not in ("127.0.0.1", "::1"):
+                wide.append([process.name(), "ServeReplica" in cmdline, c.laddr.ip, c.laddr.port])
+    seen["wide"] = wide
+    seen["haproxy_running"] = "haproxy" in names
+    print(json.dumps(seen))
+    """
+)
+
+
+@pytest.fixture
+def haproxy_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = own_cluster_env(tmp_path / "home", NBSERVE_INGRESS="haproxy")
+    try:
+        yield env
+    finally:
+        subprocess.run([sys.executable, "-m", "nbserve._cli", "cluster", "stop"], env=env, timeout=120, check=False)
+
+
+def test_haproxy_ingress_keeps_auth_batching_streaming_and_reload_on_loopback(haproxy_env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", DRIVER], env=haproxy_env, cwd=ROOT, capture_output=True, text=True, timeout=420
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["haproxy_running"], "no HAProxy process in the cluster: the ingress did not change"
+    assert seen["with_token"][0] == 200 and seen["with_token"][1]["output"]["out"] == 2
+    assert seen["no_token"] == 401
+    assert seen["foreign_host"] == 403
+    assert seen["concurrent"] == [200]
+    requests_seen, batch_max, errors = seen["stats"]
+    assert requests_seen >= 50 and errors == 2  # the 401 and the 403 above count as the endpoint's errors
+    assert batch_max > 1, "no batch formed behind HAProxy"
+    assert seen["call"] == 6
+    assert seen["reloaded"] == [2, True], "a re-run must reload the cell in the same replica process"
+    assert seen["sse"] == ["one", "two", "three"]
+    assert seen["stream"] == ["four", "five"]
+    # HAProxy's stats page and exporter (which Ray binds to every interface) are on loopback;
+    # what is left beyond it is each replica's gRPC port, as with Serve's proxy (test_security).
+    assert all(is_replica for _, is_replica, _, _ in seen["wide"]), seen["wide"]
