@@ -35,6 +35,7 @@ import requests
 import nbserve
 from benchmarks.common import ROOT, sections_of, use_benchmark_cluster
 from benchmarks.wrk import run_wrk
+from nbserve._config import embedded_settings
 from nbserve._errors import NbserveError
 from nbserve.backends.ray import cluster
 
@@ -149,10 +150,13 @@ def kill_replica(name: str) -> None:
 
 
 def kill_proxy() -> None:
+    """Kill what answers HTTP: Serve's proxy, or with the HAProxy ingress the actor that runs
+    HAProxy (and HAProxy with it)."""
     import ray
     from ray.util.state import list_actors
 
-    [proxy] = list_actors(filters=[("class_name", "=", "ProxyActor"), ("state", "=", "ALIVE")])
+    proxy_class = "HAProxyManager" if embedded_settings().ingress == "haproxy" else "ProxyActor"
+    [proxy] = list_actors(filters=[("class_name", "=", proxy_class), ("state", "=", "ALIVE")])
     ray.kill(ray.get_actor(proxy.name, namespace="serve"), no_restart=True)
 
 
@@ -328,6 +332,8 @@ def render(rows: list[FaultRow], over: dict[str, Any], statuses: dict[str, colle
         "",
         "Produced by `python benchmarks/chaos.py` (see its docstring); the README's Reliability section "
         "promises what these figures show.",
+        "",
+        f"Ingress: `NBSERVE_INGRESS={embedded_settings().ingress}`.",
         "",
         "## Faults under a steady load",
         "",

