@@ -26,7 +26,8 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 from nbserve._errors import EndpointOverloadedError, EndpointTimeoutError, RequestError
-from nbserve.runtime.http import (
+from nbserve.runtime.program import Outcome, safe_str
+from nbserve.runtime.wire import (
     MAX_BODY_BYTES,
     MAX_INPUTS,
     HttpRequest,
@@ -40,7 +41,6 @@ from nbserve.runtime.http import (
     sse_response,
     to_jsonable,
 )
-from nbserve.runtime.program import Outcome, safe_str
 
 __all__ = ["ROUTES", "answer_openai", "openai_error", "routes"]
 

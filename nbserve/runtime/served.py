@@ -31,10 +31,11 @@ from nbserve._errors import EndpointOverloadedError, EndpointTimeoutError, Handl
 from nbserve.runtime.access import Access
 from nbserve.runtime.batcher import Batcher
 from nbserve.runtime.bundle import CellBundle, RuntimeOptions
-from nbserve.runtime.http import HttpRequest, HttpResponse, HttpTarget, answer, usage_body
+from nbserve.runtime.http import answer, usage_body
 from nbserve.runtime.program import CURRENT_REQUEST, CellProgram, Outcome, safe_str
 from nbserve.runtime.recorder import Recorder
 from nbserve.runtime.streams import StreamBatcher, collect
+from nbserve.runtime.wire import HttpRequest, HttpResponse, HttpTarget
 
 __all__ = ["STUCK_LIMIT", "ServedCell"]
 

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 import nbserve
-from nbserve.runtime.http import MAX_BODY_BYTES
+from nbserve.runtime.wire import MAX_BODY_BYTES
 from tests.support.helpers import PollingClient, auth, wait_for
 
 pytestmark = pytest.mark.integration

@@ -50,7 +50,7 @@ from nbserve.backends.modal.options import (
     modal_gpu,
 )
 from nbserve.runtime import CellBundle, CellProgram, Outcome
-from nbserve.runtime.http import MAX_BODY_BYTES, HttpTarget, Runner, Streamer, render_outcomes
+from nbserve.runtime.wire import MAX_BODY_BYTES, HttpTarget, Runner, Streamer, render_outcomes
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from nbserve._errors import HandlerError, RequestError
-from nbserve.runtime.http import (
+from nbserve.runtime.program import Outcome
+from nbserve.runtime.wire import (
     MAX_BODY_BYTES,
     MAX_INPUTS,
     ParsedRequest,
@@ -20,7 +21,6 @@ from nbserve.runtime.http import (
     render_outcomes,
     to_jsonable,
 )
-from nbserve.runtime.program import Outcome
 
 
 def request_error(body: bytes) -> RequestError:

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from nbserve._config import LOOPBACK
 from nbserve.runtime import ServedCell
-from nbserve.runtime.http import HttpRequest, encode_json, error_body
+from nbserve.runtime.wire import HttpRequest, encode_json, error_body
 
 __all__ = ["LocalServer"]
 

@@ -39,8 +39,9 @@ from nbserve.backends.modal.options import (
     service_method_name,
 )
 from nbserve.runtime import Access, CellBundle, CellProgram, Outcome, RuntimeOptions
-from nbserve.runtime.http import HttpRequest, HttpTarget, Runner, Streamer, answer, usage_body
+from nbserve.runtime.http import answer, usage_body
 from nbserve.runtime.streams import collect
+from nbserve.runtime.wire import HttpRequest, HttpTarget, Runner, Streamer
 
 __all__ = [
     "AsgiApp",

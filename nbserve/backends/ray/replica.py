@@ -38,8 +38,8 @@ from nbserve.backends.ray.reports import ReplicaMetrics, report_load
 from nbserve.backends.ray.token import ClusterToken
 from nbserve.backends.ray.uses import UsedEndpoint
 from nbserve.runtime import Access, CellBundle, Outcome, RuntimeOptions, ServedCell
-from nbserve.runtime.http import HttpRequest
 from nbserve.runtime.threads import threads_for
+from nbserve.runtime.wire import HttpRequest
 
 __all__ = [
     "REPLICA_SOURCES",
