@@ -183,7 +183,9 @@ anchor is `anchor_app.py` on Ray's defaults, measured in the same run.
 
 {table}
 
-What the embedded cluster's processes listen on beyond loopback, read while serving:
+What the embedded cluster's processes listen on beyond loopback, read while serving (a
+replica's port on `::` is its inter-deployment gRPC server, which Ray Serve binds to every
+interface and which refuses calls without Ray's cluster token; see the README's Security):
 
 {listeners}
 """

@@ -152,7 +152,7 @@ DRIVER = textwrap.dedent(
                 raise SystemExit(f"timed out waiting for {what}")
             time.sleep(0.2)
 
-    wait(lambda: side in replica_nodes() and len(set(replica_nodes())) == 2, 60, "a replica on each node")
+    wait(lambda: side in replica_nodes() and len(set(replica_nodes())) == 2, 120, "a replica on each node")
     failures, answered, running_seen = [], [0], []
     stop = threading.Event()
 
@@ -189,7 +189,7 @@ DRIVER = textwrap.dedent(
     threads += [threading.Thread(target=http_caller) for _ in range(HTTP_CALLERS)] + [threading.Thread(target=watcher)]
     for thread in threads:
         thread.start()
-    wait(lambda: answered[0] >= 30, 60, "load on both replicas")
+    wait(lambda: answered[0] >= 30, 120, "load on both replicas")
     before = answered[0]
     open(kill_file, "w").close()  # the test kills the side node now
     wait(lambda: __import__("os").path.exists(killed_file), 60, "the kill")
