@@ -2,7 +2,7 @@
 
 With ``RAY_SERVE_ENABLE_HA_PROXY=1`` Serve runs HAProxy on the node's HTTP port and each
 replica serves HTTP itself (Serve's direct ingress): a request crosses no Python proxy, which
-is what ``benchmarks/ingress.py`` measures. Two things need setting for nbserve:
+is what ``benchmarks/ingress.py`` measures. Three things need setting for nbserve:
 
 - HAProxy's files (its config, admin and metrics sockets, server state) default to
   ``/tmp/haproxy-serve``, shared by every cluster on the machine. Each cluster gets its own
@@ -17,6 +17,8 @@ is what ``benchmarks/ingress.py`` measures. Two things need setting for nbserve:
   given, moves any other any-interface bind to 127.0.0.1, and then ``exec``s the real HAProxy
   with the same arguments (so the process Serve watches is HAProxy itself). Every reload goes
   through it too.
+- A stopping replica keeps serving for Serve's draining period (``DRAINING_PERIOD_S`` here; see
+  ``haproxy_environment``).
 """
 
 from __future__ import annotations
