@@ -62,21 +62,29 @@ DRIVER = textwrap.dedent(
         seen["sse"] = [json.loads(line[6:])["output"] for line in r.iter_lines() if line.startswith(b'data: {"output"')]
     seen["stream"] = list(gen.stream("four five"))
 
-    wide, names, ports = [], set(), set()
-    for process in cluster.cluster_processes(embedded_settings()):
-        try:
-            names.add(process.name())
-            listening = [c for c in process.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
-            cmdline = " ".join(process.cmdline())
-        except psutil.Error:
-            continue
-        ports |= {c.laddr.port for c in listening}
-        for c in listening:
-            if c.laddr.ip.removeprefix("::ffff:") not in ("127.0.0.1", "::1"):
-                wide.append([process.name(), "ServeReplica" in cmdline, c.laddr.ip, c.laddr.port])
+    def listeners():
+        wide, names, ports = [], set(), set()
+        for process in cluster.cluster_processes(embedded_settings()):
+            try:
+                names.add(process.name())
+                listening = [c for c in process.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+                cmdline = " ".join(process.cmdline())
+            except psutil.Error:  # a process that ended meanwhile (an HAProxy replaced by a reload)
+                continue
+            ports |= {c.laddr.port for c in listening}
+            for c in listening:
+                if c.laddr.ip.removeprefix("::ffff:") not in ("127.0.0.1", "::1"):
+                    wide.append([process.name(), "ServeReplica" in cmdline, c.laddr.ip, c.laddr.port])
+        return wide, names, ports
+
+    settings = embedded_settings()
+    # A reload hands HAProxy's listening socket to a new process; read until a reading holds it.
+    deadline = time.monotonic() + 30
+    while settings.http_port not in (reading := listeners())[2] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    wide, names, ports = reading
     seen["wide"] = wide
     seen["haproxy_running"] = "haproxy" in names
-    settings = embedded_settings()
     seen["stats_or_exporter"] = sorted(ports & {settings.haproxy_stats_port, settings.haproxy_metrics_port})
     seen["http_port_served"] = settings.http_port in ports
     print(json.dumps(seen))

@@ -93,6 +93,10 @@ def two_nodes() -> Iterator[TwoNodes]:
         "DASHBOARD_METRIC_PORT": str(free_port()),
     }
     env.pop("RAY_ADDRESS", None)
+    # nbserve sets Ray's single-machine switch in this process once it has connected to the
+    # session's cluster (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0); with it, `ray start --address`
+    # refuses to add a second node.
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
     nodes = TwoNodes(f"127.0.0.1:{gcs}", free_port(), env, head_dir, side_dir)
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
     try:
