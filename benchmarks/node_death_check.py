@@ -1,5 +1,11 @@
 """A node dying under load, on a real Ray cluster of two nodes on this machine.
 
+    .venv/bin/python -m pytest benchmarks/node_death_check.py -s    # prints the figures
+
+Run it alone: while another Ray cluster runs on the machine (the test suite's, during
+`make test`), the two-node head's state API did not answer here and the check timed out, so it
+is not part of the suite (a known gap: see docs/reliability.md).
+
 The cluster is a user's own (``ray start``, Ray's token auth), reached with ``--address``, so
 this also proves a cell deploys to a cluster of more than one node. The second node is a
 second raylet with its own temp folder and ports; "the node dies" is every one of its
@@ -146,7 +152,11 @@ DRIVER = textwrap.dedent(
     ep = nbserve.deploy(source, "nodes", address=address, replicas="2", cpus="0.5", max_batch_size="4")
 
     def replica_nodes():
-        actors = list_actors(filters=[("class_name", "=", "ServeReplica:nodes:nbserve_cell"), ("state", "=", "ALIVE")])
+        try:
+            alive = [("class_name", "=", "ServeReplica:nodes:nbserve_cell"), ("state", "=", "ALIVE")]
+            actors = list_actors(filters=alive)
+        except Exception:  # Ray's state API answers once the head's dashboard is up
+            return []
         return sorted(a.node_id for a in actors)
 
     def wait(condition, seconds, what):
