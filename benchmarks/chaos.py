@@ -151,7 +151,7 @@ def kill_replica(name: str) -> None:
 
 def kill_proxy() -> None:
     """Kill what answers HTTP: Serve's proxy, or with the HAProxy ingress the actor that runs
-    HAProxy (and HAProxy with it)."""
+    HAProxy (whether HAProxy itself ends with it has not been measured)."""
     import ray
     from ray.util.state import list_actors
 
