@@ -150,8 +150,8 @@ def kill_replica(name: str) -> None:
 
 
 def kill_proxy() -> None:
-    """Kill what answers HTTP: with the HAProxy ingress the actor that runs HAProxy (HAProxy
-    ends with it, and Serve starts both again), else Serve's proxy."""
+    """Kill what answers HTTP: Serve's proxy, or with the HAProxy ingress the actor that runs
+    HAProxy (whether HAProxy itself ends with it has not been measured)."""
     import ray
     from ray.util.state import list_actors
 
