@@ -151,7 +151,8 @@ def kill_replica(name: str) -> None:
 
 def kill_proxy() -> None:
     """Kill what answers HTTP: Serve's proxy, or with the HAProxy ingress the actor that runs
-    HAProxy (whether HAProxy itself ends with it has not been measured)."""
+    HAProxy. HAProxy ends with it: connections were refused until Serve had started both again
+    (measured on the haproxy-default branch, 2026-12-02)."""
     import ray
     from ray.util.state import list_actors
 
