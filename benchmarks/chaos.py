@@ -152,7 +152,7 @@ def kill_replica(name: str) -> None:
 def kill_proxy() -> None:
     """Kill what answers HTTP: Serve's proxy, or with the HAProxy ingress the actor that runs
     HAProxy. HAProxy ends with it: connections were refused until Serve had started both again
-    (measured on the haproxy-default branch, 2026-12-02)."""
+    (measured 2026-12-02)."""
     import ray
     from ray.util.state import list_actors
 

