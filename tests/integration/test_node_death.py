@@ -156,11 +156,11 @@ DRIVER = textwrap.dedent(
         wanted = "ServeReplica:nodes:nbserve_cell"
         return sorted(row["Address"]["NodeID"] for row in table if row["ActorClassName"] == wanted)
 
-    def wait(condition, seconds, what):
+    def wait(condition, seconds, what, detail=lambda: ""):
         deadline = time.monotonic() + seconds
         while not condition():
             if time.monotonic() > deadline:
-                raise SystemExit(f"timed out waiting for {what}")
+                raise SystemExit(f"timed out waiting for {what} {detail()}")
             time.sleep(0.2)
 
     wait(lambda: side in replica_nodes() and len(set(replica_nodes())) == 2, 120, "a replica on each node")
@@ -210,7 +210,10 @@ DRIVER = textwrap.dedent(
     recovered_s = time.monotonic() - killed_at
     seen = answered[0]
     wait(lambda: answered[0] >= seen + 30, 60, "calls to go on after the recovery")
-    wait(lambda: ep.status().replicas.running == 2, 60, "status to show two running replicas")
+    # A replacement replica loads the cell before it counts as running: on a 2-core machine
+    # beside the rest of the suite that took over a minute.
+    wait(lambda: ep.status().replicas.running == 2, 180, "status to show two running replicas",
+         lambda: f"(last: {ep.status()}; serve: {serve.status().applications['nodes'].deployments})")
     final_nodes = replica_nodes()
     stop.set()
     for thread in threads:

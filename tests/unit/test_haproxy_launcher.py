@@ -8,13 +8,14 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from nbserve._config import embedded_settings
+from nbserve._config import EmbeddedSettings, embedded_settings
 from nbserve._errors import ConfigError
-from nbserve.backends.ray.haproxy import haproxy_environment, loopback_launcher, set_http_retry
+from nbserve.backends.ray.haproxy import haproxy_environment, loopback_launcher, mark_endpoint, unmark_endpoint
 
 # The sections of Ray Serve's template (ray/serve/_private/haproxy_templates.py) that bind every
 # interface, the HTTP frontend's bind, which names its address and must stay as it is, and a
@@ -99,7 +100,9 @@ def launched(folder: Path, routes: str = ROUTES) -> str:
 
     config = folder / "haproxy.cfg"
     config.write_text(CONFIG.format(metrics=29101, http=29000, stats=28404, later=28406, routes=routes))
-    launcher = loopback_launcher(folder, get_haproxy_binary())
+    launcher = folder / "haproxy"  # as `ray start` wrote it, or written now
+    if not launcher.exists():
+        loopback_launcher(folder, get_haproxy_binary())
     checked = subprocess.run([str(launcher), "-c", "-f", str(config)], capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr  # HAProxy itself read the result
     return config.read_text()
@@ -115,35 +118,59 @@ def test_the_launcher_drops_the_open_stats_and_exporter_and_runs_haproxy(tmp_pat
     assert text.split("defaults\n")[1].startswith("    option http-buffer-request\n")
 
 
-def test_haproxys_own_answers_are_json_errors_and_unknown_paths_stay_404(tmp_path: Path) -> None:
+def test_haproxys_own_answers_are_json_errors_and_unknown_paths_a_json_404(tmp_path: Path) -> None:
     text = launched(tmp_path)
     assert f"errorfile 502 {tmp_path}/502.http" in text and f"errorfile 503 {tmp_path}/503.http" in text
-    assert "/elsewhere/" not in text and 'return status 404 content-type text/plain lf-string "Path not found"' in text
+    assert "/elsewhere/" not in text and "text/plain" not in text
+    assert f"return status 404 content-type application/json file {tmp_path}/404.json" in text
+    assert json.loads((tmp_path / "404.json").read_text())["error"]["type"] == "NotFound"
     head, body = (tmp_path / "503.http").read_bytes().split(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 1" in head and f"{len(body)}".encode() in head
     assert json.loads(body)["error"]["type"] == "Unavailable"
     assert json.loads((tmp_path / "502.http").read_bytes().split(b"\r\n\r\n")[1])["error"]["type"] == "ReplicaDied"
 
 
-def test_an_ingress_that_routes_no_endpoint_yet_answers_503_not_404(tmp_path: Path) -> None:
-    text = launched(tmp_path, routes="")
-    assert "status 404" not in text
-    assert f"return status 503 content-type application/json file {tmp_path}/starting.json hdr Retry-After 1" in text
-    assert "retry shortly" in json.loads((tmp_path / "starting.json").read_text())["error"]["message"]
-
-
-def test_no_retry_endpoints_get_no_l7_retries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[EmbeddedSettings]:
+    """A cluster's settings whose HAProxy folder is written as `ray start` writes it."""
     monkeypatch.setattr(tempfile, "tempdir", tempfile.mkdtemp(prefix="nbu-", dir="/tmp"))
     settings = embedded_settings({"NBSERVE_INGRESS": "haproxy", "NBSERVE_RAY_PORT": "6389"})
     haproxy_environment(settings)  # writes the launcher and its folders
-    set_http_retry(settings, "side_effects", retry=False)
-    set_http_retry(settings, "pure", retry=True)
+    yield settings
+    shutil.rmtree(tempfile.gettempdir())
+
+
+def test_an_ingress_that_routes_none_of_its_deployed_endpoints_yet_answers_503_not_404(
+    settings: EmbeddedSettings,
+) -> None:
+    folder = settings.haproxy_dir
+    assert "return status 404 content-type application/json" in launched(folder, routes="")  # nothing deployed
+    mark_endpoint(settings, "pure", retry=True)
+    text = launched(folder, routes="")  # a restarted HAProxy, before Serve's routes reach it
+    assert "status 404" not in text
+    assert f"return status 503 content-type application/json file {folder}/starting.json hdr Retry-After 1" in text
+    assert "retry shortly" in json.loads((folder / "starting.json").read_text())["error"]["message"]
+    assert "status 404" in launched(folder)  # routed: a path of no endpoint is not found
+    unmark_endpoint(settings, "pure")  # the last endpoint deleted
+    assert "status 404" in launched(folder, routes="")
+    haproxy_environment(settings)  # a new cluster on the same ports knows no endpoint of the last one
+    mark_endpoint(settings, "pure", retry=True)
+    haproxy_environment(settings)
+    assert "status 404" in launched(folder, routes="")
+
+
+def test_no_retry_endpoints_get_no_l7_retries(settings: EmbeddedSettings) -> None:
+    mark_endpoint(settings, "side_effects", retry=False)
+    mark_endpoint(settings, "pure", retry=True)
     text = launched(settings.haproxy_dir)
     sections = {block.split("\n", 1)[0]: block for block in text.split("\nbackend ")}
     assert "disable-l7-retry" in sections["http-side_effects"] and "disable-l7-retry" not in sections["http-pure"]
-    set_http_retry(settings, "side_effects", retry=True)  # deployed again without --no-retry
+    mark_endpoint(settings, "side_effects", retry=True)  # deployed again without --no-retry
     assert "disable-l7-retry" not in launched(settings.haproxy_dir)
-    shutil.rmtree(tempfile.gettempdir())
+    mark_endpoint(settings, "side_effects", retry=False)
+    unmark_endpoint(settings, "side_effects")  # deleted, then deployed again without --no-retry
+    mark_endpoint(settings, "side_effects", retry=True)
+    assert "disable-l7-retry" not in launched(settings.haproxy_dir)
 
 
 def test_the_launcher_passes_haproxys_own_failure_on(tmp_path: Path) -> None:

@@ -41,8 +41,7 @@ from nbserve._metrics import DEFAULT_WINDOW_S
 from nbserve._spec import ServeSpec
 from nbserve._types import DeployEvent, EndpointInfo, EndpointStats, EndpointStatus, ReplicaCounts, SeriesPoint
 from nbserve.backends.base import Backend, EndpointClient, endpoint_info
-from nbserve.backends.ray import cluster, collector, state
-from nbserve.backends.ray.haproxy import set_http_retry
+from nbserve.backends.ray import cluster, collector, haproxy, state
 from nbserve.backends.ray.lease import deploy_lease
 from nbserve.backends.ray.options import CELL_DEPLOYMENT, deployment_options, replica_demand
 from nbserve.backends.ray.replica import (
@@ -253,7 +252,7 @@ class RayBackend(Backend):
             )
         previous = self._describe(spec.name) if spec.name in self._applications() else None
         # HAProxy reads an endpoint's HTTP retry policy when it reloads, which new replicas bring.
-        told = self._set_http_retry(spec.name, spec.retry)
+        told = self._mark_endpoint(spec.name, spec.retry)
         new_retry = told and previous is not None and previous.spec.retry != spec.retry
         code_version = state.code_version_for(
             previous.code_version if previous else None, replica_code_version(), restart or new_retry
@@ -273,13 +272,17 @@ class RayBackend(Backend):
             raise
         return self.info(spec.name)
 
-    def _set_http_retry(self, name: str, retry: bool) -> bool:
-        """Tell the embedded cluster's HAProxy whether to re-send ``name``'s requests whose replica
-        died; whether it has one to tell (Serve's own proxy never re-sends them)."""
+    def _mark_endpoint(self, name: str, retry: bool | None) -> bool:
+        """Tell the embedded cluster's HAProxy that ``name`` is deployed and whether to re-send
+        its requests whose replica died (``retry=None``: deleted); whether there is a HAProxy
+        to tell (Serve's own proxy never re-sends them)."""
         settings = embedded_settings()
         if self._address is not None or settings.ingress != "haproxy":
             return False
-        set_http_retry(settings, name, retry)
+        if retry is None:
+            haproxy.unmark_endpoint(settings, name)
+        else:
+            haproxy.mark_endpoint(settings, name, retry)
         return True
 
     def _submit(
@@ -317,8 +320,10 @@ class RayBackend(Backend):
             event("removing the failed deployment")
             with contextlib.suppress(Exception):
                 serve.delete(name, _blocking=True)
+            self._mark_endpoint(name, retry=None)
             return
         event("rolling back to the previous version")
+        self._mark_endpoint(name, previous.spec.retry)
         # The previous stamp: replicas that kept serving that version have nothing to reload.
         code_version = previous.code_version or replica_code_version()
         version = self._submit(previous.spec, previous.bundle, code_version, deployed_at=previous.deployed_at)
@@ -520,7 +525,7 @@ class RayBackend(Backend):
             raise EndpointInUseError(name, users)
         serve.delete(name, _blocking=True)
         collector.forget(name)
-        self._set_http_retry(name, retry=True)
+        self._mark_endpoint(name, retry=None)
 
     def deployed_cell(self, name: str) -> tuple[ServeSpec, CellBundle]:
         if name not in self._applications():

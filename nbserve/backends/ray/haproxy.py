@@ -20,12 +20,13 @@ is what ``benchmarks/ingress.py`` measures. What nbserve sets:
 - A stopping replica keeps serving for Serve's draining period (``DRAINING_PERIOD_S`` here; see
   ``haproxy_environment``).
 - HAProxy's own answers follow nbserve's contract: its 502/503/504 (which Ray turns into a
-  plain-text 500) become JSON errors that say what happened, and while it knows no endpoint
-  yet (a new HAProxy before Serve's first routes reach it) it answers 503 with ``Retry-After``
-  rather than 404. A request whose replica died before answering is sent to another replica
-  (``retry-on empty-response``, for a request HAProxy holds whole) unless its endpoint was
-  deployed with ``--no-retry``: the launcher turns retries off in the backend of each endpoint
-  with a file in the ``no-retry`` folder (``set_http_retry``), on each reload.
+  plain-text 500) become JSON errors that say what happened, and so does its 404 for a path
+  that no endpoint serves. While it routes to no endpoint but nbserve has deployed some (a
+  HAProxy that Serve restarted, before the first routes reach it) it answers 503 with
+  ``Retry-After`` rather than 404: the endpoint is coming back, not gone. A request whose
+  replica died before answering is sent to another replica (``retry-on empty-response``, for
+  a request HAProxy holds whole) unless its endpoint was deployed with ``--no-retry``. nbserve
+  tells the launcher both with one file per endpoint (``mark_endpoint``), read on each reload.
 """
 
 from __future__ import annotations
@@ -33,13 +34,14 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 from pathlib import Path
 
 from nbserve._config import LOOPBACK, EmbeddedSettings, private_folder
 from nbserve._errors import ClusterError
 from nbserve.runtime.wire import error_body
 
-__all__ = ["DRAINING_PERIOD_S", "haproxy_environment", "loopback_launcher", "set_http_retry"]
+__all__ = ["DRAINING_PERIOD_S", "haproxy_environment", "loopback_launcher", "mark_endpoint", "unmark_endpoint"]
 
 DRAINING_PERIOD_S = 2
 RETRY_ON = "conn-failure empty-response"  # HAProxy's retry-on; a user's RAY_SERVE_HAPROXY_RETRY_ON wins
@@ -48,8 +50,8 @@ RETRY_ON = "conn-failure empty-response"  # HAProxy's retry-on; a user's RAY_SER
 # runs to the next line that starts in the first column); moves any other any-interface bind
 # (`bind *:N`, `bind :N`) to loopback, while binds that name an address (the HTTP frontend's
 # 127.0.0.1) stay as they are; points each `errorfile` at nbserve's JSON answer for its
-# status; answers 503 rather than 404 while no `use_backend` routes to an endpoint (the
-# default backend comes after the frontend's rules); waits for a request's whole body before
+# status; in the default backend (after the frontend's rules) answers a JSON 404, or 503 while
+# no `use_backend` routes to an endpoint and the `endpoints` folder names some; waits for a request's whole body before
 # sending it on (HAProxy can re-send only a request it has whole: without this, a replica killed
 # under six requests failed one to three of them); turns L7 retries off in the backend
 # `http-NAME` of each endpoint NAME that has a file in the `no-retry` folder.
@@ -59,7 +61,8 @@ _LAUNCHER = """#!/bin/sh
 previous=""
 for argument in "$@"; do
     if [ "$previous" = "-f" ]; then
-        awk -v folder={folder} '
+        deployed=$(ls -A {folder}/endpoints 2>/dev/null | wc -l)
+        awk -v folder={folder} -v deployed="$deployed" '
             /^[^[:space:]#]/ {{
                 skip = ($1 == "frontend" && $2 == "prometheus") || ($1 == "listen" && $2 == "stats")
                 in_default = ($1 == "backend" && $2 == "default_backend")
@@ -69,9 +72,11 @@ for argument in "$@"; do
             $1 == "errorfile" {{ $0 = "    errorfile " $2 " " folder "/" $2 ".http" }}
             $1 == "use_backend" {{ routed = 1 }}
             $1 == "defaults" {{ print; print "    option http-buffer-request"; next }}
-            in_default && $1 == "http-request" && $2 == "return" && !routed {{
-                $0 = "    http-request return status 503 content-type application/json"
-                $0 = $0 " file " folder "/starting.json hdr Retry-After 1"
+            in_default && $1 == "http-request" && $2 == "return" {{
+                json = "    http-request return status %s content-type application/json file %s/%s\\n"
+                if (routed || deployed == 0) printf json, 404, folder, "404.json"
+                else printf json, 503, folder, "starting.json hdr Retry-After 1"
+                next
             }}
             {{ print }}
             $1 == "backend" && $2 ~ /^http-/ && (getline ignored < (folder "/no-retry/" substr($2, 6))) >= 0 {{
@@ -106,9 +111,9 @@ _ANSWERS = {
 }
 _STARTING = (
     "Unavailable",
-    "this cluster's HTTP ingress does not know any endpoint yet: it is (re)starting, or "
-    "nothing is deployed; retry shortly, or check `nbserve ls`",
+    "this cluster's HTTP ingress is (re)starting and does not route to its endpoints yet; retry shortly",
 )
+_NOT_FOUND = ("NotFound", "no endpoint is served at this path; `nbserve ls` lists the endpoints that run")
 
 
 def _answer_files(folder: Path) -> None:
@@ -118,6 +123,7 @@ def _answer_files(folder: Path) -> None:
         head += f"Retry-After: {retry_after}\r\n" if retry_after else ""
         (folder / f"{status}.http").write_bytes(head.encode() + b"\r\n" + body)
     (folder / "starting.json").write_text(json.dumps(error_body(*_STARTING)))
+    (folder / "404.json").write_text(json.dumps(error_body(*_NOT_FOUND)))
 
 
 def _real_binary() -> str:
@@ -138,20 +144,33 @@ def loopback_launcher(folder: Path, binary: str) -> Path:
     """Write the script that starts ``binary`` on a config kept to loopback (see above)."""
     path = folder / "haproxy"
     _answer_files(folder)
-    (folder / "no-retry").mkdir(mode=0o700, exist_ok=True)  # see set_http_retry
+    for marks in ("endpoints", "no-retry"):  # see mark_endpoint; a new cluster has no endpoint yet
+        shutil.rmtree(folder / marks, ignore_errors=True)
+        (folder / marks).mkdir(mode=0o700)
     path.write_text(_LAUNCHER.format(loopback=LOOPBACK, binary=shlex.quote(binary), folder=shlex.quote(str(folder))))
     path.chmod(0o700)
     return path
 
 
-def set_http_retry(settings: EmbeddedSettings, name: str, retry: bool) -> None:
-    """Whether HAProxy re-sends ``name``'s requests whose replica died before answering; it
-    reads this at its next reload, which a deploy that starts replicas brings."""
-    marker = settings.haproxy_dir / "no-retry" / name
+def mark_endpoint(settings: EmbeddedSettings, name: str, retry: bool) -> None:
+    """Tell HAProxy that ``name`` is deployed, and whether it re-sends ``name``'s requests whose
+    replica died before answering; it reads both at its next reload, which a deploy that
+    starts replicas brings."""
+    folder = settings.haproxy_dir
+    if not (folder / "endpoints").is_dir():  # a cluster started without the HAProxy ingress
+        return
+    (folder / "endpoints" / name).touch()
+    marker = folder / "no-retry" / name
     if retry:
         marker.unlink(missing_ok=True)
-    elif marker.parent.is_dir():
+    else:
         marker.touch()
+
+
+def unmark_endpoint(settings: EmbeddedSettings, name: str) -> None:
+    """``name`` was deleted: HAProxy answers its path 404 again."""
+    for marks in ("endpoints", "no-retry"):
+        (settings.haproxy_dir / marks / name).unlink(missing_ok=True)
 
 
 def haproxy_environment(settings: EmbeddedSettings) -> dict[str, str]:
