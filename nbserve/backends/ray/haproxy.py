@@ -21,9 +21,12 @@ is what ``benchmarks/ingress.py`` measures. What nbserve sets:
   ``haproxy_environment``).
 - HAProxy's own answers follow nbserve's contract: its 502/503/504 (which Ray turns into a
   plain-text 500) become JSON errors that say what happened, and so does its 404 for a path
-  that no endpoint serves. While it routes to no endpoint but nbserve has deployed some (a
-  HAProxy that Serve restarted, before the first routes reach it) it answers 503 with
-  ``Retry-After`` rather than 404: the endpoint is coming back, not gone. A request whose
+  that no endpoint serves. A HAProxy that Serve started again (after its actor died) begins
+  with no routes: while nbserve has endpoints deployed it answers 503 with ``Retry-After``
+  rather than 404 until the routes reach it (the endpoint is coming back, not gone). A reload
+  without routes is the last endpoint deleted, and answers 404; so does any path once the
+  routes are back, so a marker that outlived its endpoint (deleted with ``serve.delete``)
+  costs nothing after the first reload. A request whose
   replica died before answering is sent to another replica (``retry-on empty-response``, for
   a request HAProxy holds whole) unless its endpoint was deployed with ``--no-retry``. nbserve
   tells the launcher both with one file per endpoint (``mark_endpoint``), read on each reload.
@@ -50,8 +53,9 @@ RETRY_ON = "conn-failure empty-response"  # HAProxy's retry-on; a user's RAY_SER
 # runs to the next line that starts in the first column); moves any other any-interface bind
 # (`bind *:N`, `bind :N`) to loopback, while binds that name an address (the HTTP frontend's
 # 127.0.0.1) stay as they are; points each `errorfile` at nbserve's JSON answer for its
-# status; in the default backend (after the frontend's rules) answers a JSON 404, or 503 while
-# no `use_backend` routes to an endpoint and the `endpoints` folder names some; waits for a request's whole body before
+# status; in the default backend (after the frontend's rules) answers a JSON 404, or 503 when a
+# HAProxy started afresh (not a reload, `-sf`) routes to no endpoint while the `endpoints`
+# folder names some (Serve restarted it; the routes follow); waits for a request's whole body before
 # sending it on (HAProxy can re-send only a request it has whole: without this, a replica killed
 # under six requests failed one to three of them); turns L7 retries off in the backend
 # `http-NAME` of each endpoint NAME that has a file in the `no-retry` folder.
@@ -59,9 +63,14 @@ _LAUNCHER = """#!/bin/sh
 # Written by nbserve: keep HAProxy to loopback and to nbserve's contract, then run it with the
 # same arguments.
 previous=""
+case " $* " in
+    *" -sf "*) fresh=0 ;;  # a reload: the HAProxy it replaces answered with the routes it had
+    *) fresh=1 ;;
+esac
 for argument in "$@"; do
     if [ "$previous" = "-f" ]; then
         deployed=$(ls -A {folder}/endpoints 2>/dev/null | wc -l)
+        [ "$fresh" = 1 ] || deployed=0
         awk -v folder={folder} -v deployed="$deployed" '
             /^[^[:space:]#]/ {{
                 skip = ($1 == "frontend" && $2 == "prometheus") || ($1 == "listen" && $2 == "stats")
