@@ -121,16 +121,72 @@ def test_totals_survive_the_collector_restarting(deploy: Any) -> None:
     wait_for(lambda: ep.stats().requests == 6, 60, "the counts to go on from 5")
 
 
-def test_the_http_proxy_dying_is_shown_and_bridged_within_seconds(deploy: Any) -> None:
-    import ray
+def _ingress_actors() -> list[Any]:
+    """What answers HTTP: the actor that runs HAProxy (the session cluster's ingress)."""
     from ray.util.state import list_actors
+
+    assert embedded_settings().ingress == "haproxy"
+    return list_actors(filters=[("class_name", "=", "HAProxyManager"), ("state", "=", "ALIVE")])
+
+
+def test_the_ingress_actor_dying_under_load_fails_no_http_request(deploy: Any) -> None:
+    """Its process killed outright, as the OOM killer does: HAProxy, in a session of its own,
+    goes on serving while Serve starts the actor again, and the new HAProxy takes its sockets
+    over."""
+    import os
+    import signal
 
     ep = deploy("def up(xs):\n    return xs\n", "rel_proxy")
     assert post(ep.url, {"input": 1}).status_code == 200
-    # What answers HTTP: the actor that runs HAProxy (which ends with it), or Serve's proxy.
-    proxy_class = "HAProxyManager" if embedded_settings().ingress == "haproxy" else "ProxyActor"
-    [proxy] = list_actors(filters=[("class_name", "=", proxy_class), ("state", "=", "ALIVE")])
-    ray.kill(ray.get_actor(proxy.name, namespace="serve"), no_restart=True)
+    failures: list[str] = []
+    answered = [0]
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                answer = post(ep.url, {"input": 2})
+                if answer.status_code == 200:
+                    answered[0] += 1
+                else:
+                    failures.append(f"{answer.status_code} {answer.text[:200]}")
+            except requests.RequestException as exc:
+                failures.append(repr(exc)[:200])
+
+    [actor] = _ingress_actors()
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: answered[0] >= 20, 60, "the load to run")
+        os.kill(actor.pid, signal.SIGKILL)
+        wait_for(lambda: "HTTP proxy" in ep.status().message, 15, "the outage in status()", interval=0.05)
+        wait_for(
+            lambda: (
+                [a.actor_id for a in _ingress_actors()] not in ([], [actor.actor_id]) and ep.status().state == "running"
+            ),
+            60,
+            "Serve to start the ingress actor again",
+            interval=0.5,
+        )
+        seen = answered[0]
+        wait_for(lambda: answered[0] >= seen + 20, 60, "requests through the new HAProxy")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert failures == [], failures[:5]
+
+
+def test_the_ingress_actor_killed_by_ray_is_noticed_and_http_answers_again_within_seconds(deploy: Any) -> None:
+    """`ray.kill` ends the actor's child processes, HAProxy included: HTTP fails until Serve
+    has started both again, and says "retry" meanwhile."""
+    import ray
+
+    ep = deploy("def up(xs):\n    return xs\n", "rel_proxy_kill")
+    assert post(ep.url, {"input": 1}).status_code == 200
+    [actor] = _ingress_actors()
+    ray.kill(ray.get_actor(actor.name, namespace="serve"), no_restart=True)
     assert ep(2) == 2  # calls by handle do not go through the proxy
     wait_for(lambda: "HTTP proxy" in ep.status().message, 15, "the outage in status()")
 

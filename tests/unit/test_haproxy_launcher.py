@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -184,3 +185,50 @@ def test_the_launcher_passes_haproxys_own_failure_on(tmp_path: Path) -> None:
     launcher = loopback_launcher(tmp_path, get_haproxy_binary())
     checked = subprocess.run([str(launcher), "-c", "-f", str(config)], capture_output=True, text=True, timeout=60)
     assert checked.returncode != 0 and "no-such-keyword" in checked.stdout + checked.stderr
+
+
+def test_a_fresh_haproxy_takes_over_from_one_that_outlived_its_actor(tmp_path: Path) -> None:
+    # HAProxy stands in as `echo`, which prints the arguments it was given.
+    launcher = loopback_launcher(tmp_path, "/bin/echo")
+    config = tmp_path / "haproxy.cfg"
+
+    def start(routes: str, *extra: str) -> list[str]:
+        text = CONFIG.format(metrics=1, http=2, stats=3, later=4, routes=routes)
+        config.write_text(text.replace("global\n", f"global\n    stats socket {tmp_path}/a.sock mode 666\n"))
+        done = subprocess.run([str(launcher), "-db", "-f", str(config), *extra], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    assert start(ROUTES) == ["-db", "-f", str(config)]  # nothing outlived anything
+    assert "use_backend" in (tmp_path / "last.cfg").read_text()
+    # A HAProxy of this folder still runs (its actor was killed outright) ...
+    survivor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", f"{tmp_path}/haproxy.cfg"])
+    try:
+        (tmp_path / "pids").write_text(f"{survivor.pid} 999999999\n")
+        # ... and the new actor starts a HAProxy with no routes yet: it gets the survivor's
+        # config, its sockets (-x) and stops it once it serves (-sf).
+        assert start("") == ["-db", "-f", str(config), "-x", f"{tmp_path}/a.sock", "-sf", str(survivor.pid)]
+        assert "use_backend http-pure" in config.read_text()
+        # A reload (-sf of Serve's own) is given what Serve wrote.
+        assert start("", "-sf", "7") == ["-db", "-f", str(config), "-sf", "7"]
+        assert "use_backend" not in config.read_text()
+    finally:
+        survivor.kill()
+        survivor.wait()
+    assert start("") == ["-db", "-f", str(config)]  # the survivor gone: a plain fresh start
+
+
+def test_a_haproxy_that_outlived_its_actor_counts_as_the_clusters(settings: EmbeddedSettings) -> None:
+    from nbserve.backends.ray.cluster import cluster_processes
+
+    # Reparented to init, in a session of its own: found by the folder its arguments name, so
+    # `nbserve cluster stop` ends it.
+    survivor = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", f"{settings.haproxy_dir}/haproxy.cfg"],
+        start_new_session=True,
+    )
+    try:
+        assert survivor.pid in {proc.pid for proc in cluster_processes(settings)}
+    finally:
+        survivor.kill()
+        survivor.wait()

@@ -181,6 +181,7 @@ def start_embedded(
         running = embedded_status(settings)
         if running is not None:
             return running
+        _end_leftovers(settings)
         for port in settings.ports[1:]:
             if _listening(port):
                 raise ClusterError(
@@ -278,8 +279,10 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def cluster_processes(settings: EmbeddedSettings) -> list[psutil.Process]:
-    """The head's processes (found by our temp folder or ports) and all their descendants."""
+    """The head's processes (found by our temp folder or ports) and all their descendants, and
+    the HAProxies that outlived the actor that started them (they name their folder)."""
     marker = str(settings.temp_dir)
+    haproxy_marker = f"{settings.haproxy_dir}/"
     address_suffix = f":{settings.gcs_port}"
     roots: list[psutil.Process] = []
     for proc in psutil.process_iter(["cmdline", "uids"]):
@@ -293,7 +296,8 @@ def cluster_processes(settings: EmbeddedSettings) -> list[psutil.Process]:
             continue
         # Ray's client server names the head by its node address, not our temp folder.
         by_address = any(a.startswith("--address=") and a.endswith(address_suffix) for a in args)
-        if any(marker in a for a in args) or (by_address and any("ray" in a for a in args)):
+        ours = any(marker in a or haproxy_marker in a for a in args)
+        if ours or (by_address and any("ray" in a for a in args)):
             roots.append(proc)
     found: dict[int, psutil.Process] = {}
     for proc in roots:
@@ -302,6 +306,21 @@ def cluster_processes(settings: EmbeddedSettings) -> list[psutil.Process]:
             for child in proc.children(recursive=True):
                 found[child.pid] = child
     return list(found.values())
+
+
+def _end_leftovers(settings: EmbeddedSettings) -> None:
+    """End what a cluster that is not running left behind: a HAProxy in a session of its own
+    (see haproxy.py) outlives a cluster that ended without `nbserve cluster stop`, and holds
+    the HTTP port."""
+    leftovers = []
+    for proc in cluster_processes(settings):
+        with contextlib.suppress(psutil.Error):
+            if proc.name() == "haproxy":
+                leftovers.append(proc)
+    for proc in leftovers:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(leftovers, timeout=5)
 
 
 def stop_embedded(settings: EmbeddedSettings | None = None, timeout_s: float = 20.0) -> bool:

@@ -30,6 +30,8 @@ is what ``benchmarks/ingress.py`` measures. What nbserve sets:
   replica died before answering is sent to another replica (``retry-on empty-response``, for
   a request HAProxy holds whole) unless its endpoint was deployed with ``--no-retry``. nbserve
   tells the launcher both with one file per endpoint (``mark_endpoint``), read on each reload.
+- HAProxy runs in a session of its own, so it outlives an actor that is killed outright and
+  hands over to the next one without refusing a connection (see ``_LAUNCHER``).
 """
 
 from __future__ import annotations
@@ -55,47 +57,77 @@ RETRY_ON = "conn-failure empty-response"  # HAProxy's retry-on; a user's RAY_SER
 # 127.0.0.1) stay as they are; points each `errorfile` at nbserve's JSON answer for its
 # status; in the default backend (after the frontend's rules) answers a JSON 404, or 503 when a
 # HAProxy started afresh (not a reload, `-sf`) routes to no endpoint while the `endpoints`
-# folder names some (Serve restarted it; the routes follow); waits for a request's whole body before
-# sending it on (HAProxy can re-send only a request it has whole: without this, a replica killed
-# under six requests failed one to three of them); turns L7 retries off in the backend
+# folder names some (Serve restarted it; the routes follow); waits for a request's whole body
+# before sending it on (HAProxy can re-send only a request it has whole: without this, a replica
+# killed under six requests failed one to three of them); turns L7 retries off in the backend
 # `http-NAME` of each endpoint NAME that has a file in the `no-retry` folder.
+_REWRITE = """awk -v folder={folder} -v deployed="$deployed" '
+    /^[^[:space:]#]/ {{
+        skip = ($1 == "frontend" && $2 == "prometheus") || ($1 == "listen" && $2 == "stats")
+        in_default = ($1 == "backend" && $2 == "default_backend")
+    }}
+    skip {{ next }}
+    $1 == "bind" {{ sub(/bind[[:space:]]+[*]?:/, "bind {loopback}:") }}
+    $1 == "errorfile" {{ $0 = "    errorfile " $2 " " folder "/" $2 ".http" }}
+    $1 == "use_backend" {{ routed = 1 }}
+    $1 == "defaults" {{ print; print "    option http-buffer-request"; next }}
+    in_default && $1 == "http-request" && $2 == "return" {{
+        json = "    http-request return status %s content-type application/json file %s/%s\\n"
+        if (routed || deployed == 0) printf json, 404, folder, "404.json"
+        else printf json, 503, folder, "starting.json hdr Retry-After 1"
+        next
+    }}
+    {{ print }}
+    $1 == "backend" && $2 ~ /^http-/ && (getline ignored < (folder "/no-retry/" substr($2, 6))) >= 0 {{
+        close(folder "/no-retry/" substr($2, 6))
+        print "    http-request disable-l7-retry"
+    }}
+' "$config" > "$config.nbserve" && mv "$config.nbserve" "$config" || exit 1"""
+
+# A HAProxy that outlives its actor. Ray ends the processes of a worker that dies, so HAProxy
+# died with the actor that ran it (an OOM kill of that actor refused HTTP for seconds, though
+# every replica still ran). Run in a session of its own, HAProxy outlives an actor that is
+# killed outright and goes on serving the routes it has. The actor Serve starts in its place
+# starts a HAProxy with no routes: that one starts from the config the survivor runs
+# (`last.cfg`), takes its listening sockets over (`-x`, the admin socket) and stops it
+# gracefully (`-sf`), and Serve's routes follow with its next reload. The pids of the
+# HAProxies this script started are in `pids` (``exec`` keeps the pid); `nbserve cluster stop`
+# ends any still running (they name this folder).
 _LAUNCHER = """#!/bin/sh
 # Written by nbserve: keep HAProxy to loopback and to nbserve's contract, then run it with the
-# same arguments.
+# same arguments (see nbserve/backends/ray/haproxy.py).
+folder={folder}
+config=""
 previous=""
-case " $* " in
-    *" -sf "*) fresh=0 ;;  # a reload: the HAProxy it replaces answered with the routes it had
-    *) fresh=1 ;;
-esac
+fresh=1
+check=0
 for argument in "$@"; do
-    if [ "$previous" = "-f" ]; then
-        deployed=$(ls -A {folder}/endpoints 2>/dev/null | wc -l)
-        [ "$fresh" = 1 ] || deployed=0
-        awk -v folder={folder} -v deployed="$deployed" '
-            /^[^[:space:]#]/ {{
-                skip = ($1 == "frontend" && $2 == "prometheus") || ($1 == "listen" && $2 == "stats")
-                in_default = ($1 == "backend" && $2 == "default_backend")
-            }}
-            skip {{ next }}
-            $1 == "bind" {{ sub(/bind[[:space:]]+[*]?:/, "bind {loopback}:") }}
-            $1 == "errorfile" {{ $0 = "    errorfile " $2 " " folder "/" $2 ".http" }}
-            $1 == "use_backend" {{ routed = 1 }}
-            $1 == "defaults" {{ print; print "    option http-buffer-request"; next }}
-            in_default && $1 == "http-request" && $2 == "return" {{
-                json = "    http-request return status %s content-type application/json file %s/%s\\n"
-                if (routed || deployed == 0) printf json, 404, folder, "404.json"
-                else printf json, 503, folder, "starting.json hdr Retry-After 1"
-                next
-            }}
-            {{ print }}
-            $1 == "backend" && $2 ~ /^http-/ && (getline ignored < (folder "/no-retry/" substr($2, 6))) >= 0 {{
-                close(folder "/no-retry/" substr($2, 6))
-                print "    http-request disable-l7-retry"
-            }}
-        ' "$argument" > "$argument.nbserve" && mv "$argument.nbserve" "$argument" || exit 1
-    fi
+    [ "$previous" = "-f" ] && config="$argument"
+    [ "$argument" = "-sf" ] && fresh=0  # a reload: the HAProxy it replaces had the routes
+    [ "$argument" = "-c" ] && check=1
     previous="$argument"
 done
+if [ -n "$config" ]; then
+    deployed=$(ls -A "$folder/endpoints" 2>/dev/null | wc -l)
+    [ "$fresh" = 1 ] || deployed=0
+    {rewrite}
+fi
+if [ "$check" = 0 ]; then
+    living=""
+    for pid in $(cat "$folder/pids" 2>/dev/null); do
+        grep -Fqs "$folder/" "/proc/$pid/cmdline" && living="$living $pid"
+    done
+    echo $living $$ > "$folder/pids"
+    if [ "$fresh" = 1 ] && [ -n "$living" ] && [ -n "$config" ]; then
+        if ! grep -q "^ *use_backend" "$config" && grep -qs "^ *use_backend" "$folder/last.cfg"; then
+            cp "$folder/last.cfg" "$config"
+        fi
+        socket=$(awk '$1 == "stats" && $2 == "socket" {{ print $3; exit }}' "$config")
+        set -- "$@" -x "$socket" -sf $living
+    fi
+    [ -z "$config" ] || cp "$config" "$folder/last.cfg"
+    command -v setsid > /dev/null && exec setsid {binary} "$@"
+fi
 exec {binary} "$@"
 """
 
@@ -156,7 +188,11 @@ def loopback_launcher(folder: Path, binary: str) -> Path:
     for marks in ("endpoints", "no-retry"):  # see mark_endpoint; a new cluster has no endpoint yet
         shutil.rmtree(folder / marks, ignore_errors=True)
         (folder / marks).mkdir(mode=0o700)
-    path.write_text(_LAUNCHER.format(loopback=LOOPBACK, binary=shlex.quote(binary), folder=shlex.quote(str(folder))))
+    for earlier in ("pids", "last.cfg"):  # a new cluster's HAProxy survives none of an earlier one
+        (folder / earlier).unlink(missing_ok=True)
+    quoted = shlex.quote(str(folder))
+    rewrite = _REWRITE.format(folder=quoted, loopback=LOOPBACK)
+    path.write_text(_LAUNCHER.format(binary=shlex.quote(binary), folder=quoted, rewrite=rewrite))
     path.chmod(0o700)
     return path
 

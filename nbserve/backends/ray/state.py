@@ -58,7 +58,7 @@ def proxy_trouble(proxies: dict[str, Any]) -> str:
                   if str(getattr(s, "value", s)) != "HEALTHY")  # fmt: skip
     if not down:
         return ""
-    return f"the HTTP proxy is {', '.join(down)}: HTTP requests fail until it is back (calls by handle go on)"
+    return f"the HTTP proxy is {', '.join(down)}: HTTP requests may fail until it is back (calls by handle go on)"
 
 
 def messages(overview: Any) -> str:
