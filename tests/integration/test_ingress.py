@@ -83,15 +83,24 @@ DRIVER = textwrap.dedent(
     # the endpoint was deployed with --no-retry (then each fails alone, with a JSON error).
     import ray
 
-    SLOW = "import time\\ndef slow(x):\\n    time.sleep(2)\\n    return x\\n"
+    import tempfile
+    SLOW = (
+        "import os, time\\ndef slow(x):\\n    open(os.path.join(STARTED, str(x)), 'w').close()\\n"
+        "    time.sleep(2)\\n    return x\\n"
+    )
 
     def kill_one_under(name, **flags):
-        dying = nbserve.deploy(SLOW, name, replicas=2, cpus=0.25, no_batch=True, **flags)
+        started = tempfile.mkdtemp()
+        dying = nbserve.deploy(
+            SLOW, name, replicas=2, cpus=0.25, no_batch=True, namespace={"STARTED": started}, **flags
+        )
         dying(0)  # both replicas up and reached
         send = lambda i: requests.post(dying.url, json={"input": i}, headers=dying.headers(), timeout=60)
         with ThreadPoolExecutor(6) as pool:
-            futures = [pool.submit(send, i) for i in range(6)]
-            time.sleep(1)  # every request in a replica's hands (each holds 2 s)
+            futures = [pool.submit(send, i) for i in range(1, 7)]
+            deadline = time.monotonic() + 30  # every request in a replica's hands (each holds 2 s)
+            while len(os.listdir(started)) < 7 and time.monotonic() < deadline:  # 0 and the six
+                time.sleep(0.05)
             # Through the GCS this driver is connected to: Ray's state API finds its cluster by
             # looking for one on the machine, and the suite's own cluster runs beside this one.
             [victim, *_] = [
