@@ -192,8 +192,11 @@ DRIVER = textwrap.dedent(
                 http_failures.append(f"{type(exc).__name__}: {exc}"[:300])
 
     def watcher():
-        while not stop.is_set():
+        # One reading more after stop: the last one is then taken after status() showed two.
+        while True:
             running_seen.append(ep.status().replicas.running)
+            if stop.is_set():
+                return
             time.sleep(0.3)
 
     threads = [threading.Thread(target=caller, args=(k,)) for k in range(6)]
