@@ -35,6 +35,7 @@ from benchmarks.common import (
     use_benchmark_cluster,
     write_section,
 )
+from benchmarks.processes import embedded_processes, role
 from benchmarks.suite import anchor_server
 from benchmarks.wrk import run_wrk
 from nbserve._metrics import MAX_SAMPLES
@@ -56,32 +57,12 @@ def pss(process: psutil.Process) -> int:
         return 0
 
 
-def role(process: psutil.Process) -> str:
-    """A process's part in the cluster: Ray's name for it (ray::ServeReplica:embed:..., raylet)."""
-    try:
-        name = process.name()
-        cmdline = process.cmdline()
-    except psutil.Error:
-        return "gone"
-    title = cmdline[0] if cmdline else name
-    if title.startswith("ray::ServeReplica:"):
-        return "replica " + title.split(":")[3]
-    if title.startswith("ray::"):
-        return title.removeprefix("ray::").split()[0]
-    script = next((Path(arg).name for arg in cmdline if arg.endswith(".py")), None)  # Ray's Python daemons
-    return script or (Path(title).name if "/" in title else name)
-
-
 def by_role(processes: list[psutil.Process]) -> dict[str, int]:
     """PSS summed per role (several Ray workers may share one)."""
     totals: dict[str, int] = defaultdict(int)
     for process in processes:
         totals[role(process)] += pss(process)
     return dict(totals)
-
-
-def embedded_processes() -> list[psutil.Process]:
-    return cluster.cluster_processes(cluster.embedded_settings())
 
 
 def tree(pid: int) -> list[psutil.Process]:

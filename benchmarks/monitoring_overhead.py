@@ -8,6 +8,10 @@ replica records nothing) and runs no dashboard; "on" records every request and k
 dashboard poller running in this process, reading the figures every second as a notebook's
 would. The two alternate within each round (the order flips every round), and wrk, a
 compiled load generator, sends one item per request over keep-alive connections.
+
+Throughput on a 2-core machine shared with other work moves by tens of percent between runs;
+the CPU each process spends per request (from the kernel's accounting, wrk left out) moves
+far less, and shows where the cost lies: the collector, the poller, or the replica.
 Uses its own ports (NBSERVE_RAY_PORT=6589, NBSERVE_HTTP_PORT=8189) unless they are set.
 """
 
@@ -15,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import nbserve
 from benchmarks.common import NOOP_SOURCE, Figure, use_benchmark_cluster
+from benchmarks.processes import CpuAccount
 from benchmarks.wrk import WrkResult, run_wrk
 from nbserve._dashboard.widget import live_dashboard
 from nbserve.backends.ray import cluster
@@ -30,6 +36,7 @@ from nbserve.backends.ray import cluster
 class Trial:
     monitoring: bool
     result: WrkResult
+    cpu_s: dict[str, float] = field(default_factory=dict)  # role -> CPU seconds during the load
 
 
 def trial(monitoring: bool, seconds: float, connections: int) -> Trial:
@@ -39,7 +46,10 @@ def trial(monitoring: bool, seconds: float, connections: int) -> Trial:
     try:
         auth = endpoint.headers()
         run_wrk(endpoint.url, body=1, connections=connections, duration_s=2, headers=auth)  # warm the proxy and routes
+        account = CpuAccount()
+        account.start()
         result = run_wrk(endpoint.url, body=1, connections=connections, duration_s=seconds, headers=auth)
+        account.stop()
     finally:
         if dashboard is not None:
             dashboard.stop()
@@ -47,7 +57,7 @@ def trial(monitoring: bool, seconds: float, connections: int) -> Trial:
         raise RuntimeError(f"errors under load, figures unusable:\n{result.output}")
     if dashboard is not None and dashboard.updates < seconds / 2:
         raise RuntimeError(f"the dashboard updated only {dashboard.updates} times in {seconds} s")
-    return Trial(monitoring, result)
+    return Trial(monitoring, result, account.seconds)
 
 
 def figure_of(trials: list[Trial], monitoring: bool, field: str, unit: str = "") -> Figure:
@@ -65,8 +75,35 @@ def report(trials: list[Trial], connections: int) -> str:
         cells = [str(figure_of(trials, monitoring, f)).strip() for f in ("requests_per_s", "p50_ms", "p99_ms")]
         lines.append(f"| {'on' if monitoring else 'off'} | {' | '.join(cells)} |")
     on, off = figure_of(trials, True, "requests_per_s").median, figure_of(trials, False, "requests_per_s").median
-    lines += ["", f"throughput with monitoring / without: {on / off:.3f} (cost {1 - on / off:+.1%})"]
-    return "\n".join(lines)
+    lines += ["", f"throughput with monitoring / without: {on / off:.3f} (cost {1 - on / off:+.1%})", ""]
+    return "\n".join(lines + cpu_table(trials))
+
+
+def cpu_per_request_ms(trials: list[Trial], monitoring: bool, role: str | None) -> float:
+    """Median over the trials of one role's CPU per request (``None``: every process counted)."""
+    return median(
+        1000 * (sum(t.cpu_s.values()) if role is None else t.cpu_s.get(role, 0.0)) / max(t.result.requests, 1)
+        for t in trials
+        if t.monitoring == monitoring
+    )
+
+
+def cpu_table(trials: list[Trial]) -> list[str]:
+    """CPU per request of each process that spends at least 1 % of the total, on and off."""
+    roles = sorted({r for t in trials for r in t.cpu_s}, key=lambda r: -cpu_per_request_ms(trials, True, r))
+    total = cpu_per_request_ms(trials, True, None)
+    lines = ["| process | CPU ms per request, on | off |", "| --- | --- | --- |"]
+    for role in roles:
+        on, off = cpu_per_request_ms(trials, True, role), cpu_per_request_ms(trials, False, role)
+        if max(on, off) >= 0.01 * total:
+            lines.append(f"| {role} | {on:.3f} | {off:.3f} |")
+    on, off = total, cpu_per_request_ms(trials, False, None)
+    lines += [
+        f"| all counted | {on:.3f} | {off:.3f} |",
+        "",
+        f"CPU per request with monitoring / without: {on / off:.3f}",
+    ]
+    return lines
 
 
 def main() -> None:

@@ -11,6 +11,12 @@ slow for a dashboard that updates every second, and it knows nothing of the batc
 the replica forms. Replica-side samples cover every caller alike (HTTP through the
 proxy, handles from notebooks and other endpoints). The cost is a clock read and a deque
 append per request. What they leave out is the proxy's own time in front of the replica.
+
+How the window keeps them: in one bucket per wall-clock second, as columns of machine numbers
+(``array``), and answers with numpy over the buckets a question touches. A dashboard polls
+``stats`` and ``series`` every second; read as Python objects, 300,000 samples cost the
+collector ~150 ms of CPU per poll (``benchmarks/monitoring_overhead.py``). numpy is imported
+where it is used, so ``import nbserve`` (and ``%load_ext``) stays light.
 """
 
 from __future__ import annotations
@@ -18,20 +24,25 @@ from __future__ import annotations
 import math
 import threading
 import time
-from bisect import bisect_right
-from collections import deque
+from array import array
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import TYPE_CHECKING
 
 from nbserve._types import EndpointStats, SeriesPoint
 from nbserve.runtime.recorder import FLUSH_INTERVAL_S, RequestSample
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["DEFAULT_WINDOW_S", "MetricsWindow", "percentile"]
 
 DEFAULT_WINDOW_S = 60.0
 # Samples older than this are dropped; the plot shows at most this much history.
 HISTORY_S = 300.0
-# At most this many request samples per endpoint (about 170 bytes each in the collector,
-# benchmarks/memory.py; the README's bound is 64 MB): beyond ~1,000 requests/s
+# At most this many request samples per endpoint (41 bytes of columns each, plus the
+# buckets'; benchmarks/memory.py measures the collector; the README's bound is 64 MB): beyond ~1,000 requests/s
 # sustained, the oldest history goes first. Totals are counted on arrival and stay exact.
 MAX_SAMPLES = 300_000
 
@@ -51,6 +62,64 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
 
 
+class _Second:
+    """The samples that finished, and the batches formed, within one wall-clock second."""
+
+    __slots__ = ("batch_at", "batch_size", "chunks", "failed", "finished", "first_chunk", "items", "latency")
+
+    def __init__(self) -> None:
+        self.finished = array("d")
+        self.latency = array("d")  # seconds
+        self.items = array("q")
+        self.failed = array("B")
+        self.first_chunk = array("d")  # seconds; NaN for a plain answer
+        self.chunks = array("q")
+        self.batch_at = array("d")
+        self.batch_size = array("q")
+
+    def __len__(self) -> int:
+        return len(self.finished)
+
+    def add(self, sample: RequestSample) -> None:
+        self.finished.append(sample.finished_at)
+        self.latency.append(sample.latency_s)
+        self.items.append(sample.items)
+        self.failed.append(bool(sample.failed))
+        self.first_chunk.append(math.nan if sample.first_chunk_s is None else sample.first_chunk_s)
+        self.chunks.append(sample.chunks)
+
+    def keep_newest(self, count: int) -> None:
+        """Drop all but the ``count`` samples that finished last (the cap's cut through a second)."""
+        import numpy as np
+
+        kept = np.sort(np.argsort(np.asarray(self.finished), kind="stable")[len(self) - count :])
+        for name in ("finished", "latency", "items", "failed", "first_chunk", "chunks"):
+            column = getattr(self, name)
+            setattr(self, name, array(column.typecode, np.asarray(column)[kept].tobytes()))
+
+
+@dataclass
+class _Selection:
+    """The columns of every sample that finished in one span, as numpy arrays."""
+
+    latency_ms: np.ndarray
+    items: np.ndarray
+    failed: np.ndarray
+    first_chunk_ms: np.ndarray
+    chunks: np.ndarray
+    batch_sizes: np.ndarray
+
+    def percentiles(self, values: np.ndarray | None = None) -> tuple[float | None, float | None, float | None]:
+        """p50, p95, p99 of ``values`` (default: the latencies), by ``percentile``'s definition."""
+        import numpy as np
+
+        values = self.latency_ms if values is None else values
+        if not len(values):
+            return None, None, None
+        p50, p95, p99 = (float(v) for v in np.percentile(values, [50, 95, 99]))
+        return p50, p95, p99
+
+
 class MetricsWindow:
     """All samples of one endpoint, from every replica, for ``HISTORY_S`` seconds.
 
@@ -61,8 +130,9 @@ class MetricsWindow:
         """``totals`` (requests, items, errors) carry counts over from a window that went away."""
         self.name = name
         self.created_at = time.time() if created_at is None else created_at
-        self._requests: deque[RequestSample] = deque()  # in arrival order, close to time order
-        self._batches: deque[tuple[float, int]] = deque()
+        self._seconds: dict[int, _Second] = {}  # floor(finished_at) -> its second
+        self._count = 0  # request samples held
+        self._horizon = -math.inf  # nothing older is kept: the oldest second is cut here
         self._reported: dict[str, float] = {}  # replica -> when it last shipped samples
         self._streaming: dict[str, int] = {}  # replica -> streams it had open when it last shipped
         self._totals = list(totals)  # requests, items, errors
@@ -90,23 +160,69 @@ class MetricsWindow:
             self._streaming[replica] = streaming
             for sample in requests:
                 sample = RequestSample(*sample)  # from the wire: a plain tuple
-                self._requests.append(sample)
                 self._totals[0] += 1
                 self._totals[1] += sample.items
                 self._totals[2] += int(sample.failed)
-            self._batches.extend((t, int(size)) for t, size in batches)
+                if sample.finished_at >= self._horizon:
+                    self._second(sample.finished_at).add(sample)
+                    self._count += 1
+            for at, size in batches:
+                if at >= self._horizon:
+                    second = self._second(at)
+                    second.batch_at.append(at)
+                    second.batch_size.append(int(size))
             self._prune(now)
 
+    def _second(self, at: float) -> _Second:
+        key = math.floor(at)
+        second = self._seconds.get(key)
+        if second is None:
+            second = self._seconds[key] = _Second()
+        return second
+
     def _prune(self, now: float) -> None:
-        horizon = now - HISTORY_S
-        while self._requests and (self._requests[0].finished_at < horizon or len(self._requests) > MAX_SAMPLES):
-            self._requests.popleft()
-        while self._batches and self._batches[0][0] < horizon:
-            self._batches.popleft()
+        self._horizon = max(self._horizon, now - HISTORY_S)
+        for key in [key for key in self._seconds if key + 1 <= self._horizon]:
+            self._count -= len(self._seconds.pop(key))
+        while self._count > MAX_SAMPLES:  # the oldest history goes first
+            oldest = min(key for key, second in self._seconds.items() if len(second))
+            second, excess = self._seconds[oldest], self._count - MAX_SAMPLES
+            if len(second) <= excess:
+                del self._seconds[oldest]
+                self._count -= len(second)
+            else:
+                second.keep_newest(len(second) - excess)
+                self._count -= excess
         for replica, seen in list(self._reported.items()):
             if seen < now - 10 * FLUSH_INTERVAL_S:
                 del self._reported[replica]  # replaced or stopped
                 self._streaming.pop(replica, None)
+
+    def _select(self, start: float, end: float) -> _Selection:
+        """Every sample and batch in ``(start, end]``; call with the lock held.
+
+        Only the seconds the span touches are read, and only the two at its ends are filtered.
+        """
+        import numpy as np
+
+        seconds = [self._seconds[key] for key in sorted(self._seconds) if start - 1 < key <= end]
+
+        def column(name: str, dtype: type) -> np.ndarray:
+            parts: list[np.ndarray] = [np.frombuffer(getattr(second, name), dtype=dtype) for second in seconds]
+            return np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
+
+        def inside(at: np.ndarray) -> np.ndarray:
+            return (at > start) & (at <= end) & (at >= self._horizon)
+
+        keep, batch_keep = inside(column("finished", np.float64)), inside(column("batch_at", np.float64))
+        return _Selection(
+            latency_ms=column("latency", np.float64)[keep] * 1000,
+            items=column("items", np.int64)[keep],
+            failed=column("failed", np.uint8)[keep],
+            first_chunk_ms=column("first_chunk", np.float64)[keep] * 1000,
+            chunks=column("chunks", np.int64)[keep],
+            batch_sizes=column("batch_size", np.int64)[batch_keep],
+        )
 
     def complete_until(self, now: float | None = None) -> float:
         """The latest time up to which every live replica has shipped its samples.
@@ -125,40 +241,40 @@ class MetricsWindow:
         if window_s <= 0:
             raise ValueError(f"window_s must be positive, got {window_s}")
         now = self.complete_until() if now is None else now
-        start = now - window_s
         with self._lock:
-            recent = [s for s in self._requests if start < s.finished_at <= now]
-            sizes = [size for t, size in self._batches if start < t <= now]
+            recent = self._select(now - window_s, now)
             totals = list(self._totals)
             reporting = len(self._reported)
             streaming = sum(self._streaming.values())
         # Right after a deploy the window reaches back before the endpoint existed.
         span = max(min(window_s, now - self.created_at), 1e-9)
-        latencies = sorted(s.latency_s * 1000 for s in recent)
-        failed = sum(s.failed for s in recent)
-        streams = [s for s in recent if s.chunks]
-        firsts = sorted(s.first_chunk_s * 1000 for s in streams if s.first_chunk_s is not None)
+        count = len(recent.latency_ms)
+        streams = recent.chunks > 0
+        firsts = recent.first_chunk_ms[streams]
+        p50, p95, p99 = recent.percentiles()
+        first_p50, first_p95, _ = recent.percentiles(firsts[firsts == firsts])  # NaN: no first chunk
+        sizes = recent.batch_sizes
         return EndpointStats(
             name=self.name,
             window_s=window_s,
             requests=totals[0],
             items=totals[1],
             errors=totals[2],
-            window_requests=len(recent),
-            requests_per_s=len(recent) / span,
-            items_per_s=sum(s.items for s in recent) / span,
-            error_rate=failed / len(recent) if recent else 0.0,
-            p50_ms=percentile(latencies, 50) if latencies else None,
-            p95_ms=percentile(latencies, 95) if latencies else None,
-            p99_ms=percentile(latencies, 99) if latencies else None,
-            batch_mean=sum(sizes) / len(sizes) if sizes else None,
-            batch_max=max(sizes) if sizes else None,
+            window_requests=count,
+            requests_per_s=count / span,
+            items_per_s=int(recent.items.sum()) / span,
+            error_rate=int(recent.failed.sum()) / count if count else 0.0,
+            p50_ms=p50,
+            p95_ms=p95,
+            p99_ms=p99,
+            batch_mean=float(sizes.mean()) if len(sizes) else None,
+            batch_max=int(sizes.max()) if len(sizes) else None,
             replicas_reporting=reporting,
-            window_streams=len(streams),
+            window_streams=int(streams.sum()),
             streams_in_flight=streaming,
-            first_chunk_p50_ms=percentile(firsts, 50) if firsts else None,
-            first_chunk_p95_ms=percentile(firsts, 95) if firsts else None,
-            chunks_per_s=sum(s.chunks for s in streams) / span,
+            first_chunk_p50_ms=first_p50,
+            first_chunk_p95_ms=first_p95,
+            chunks_per_s=int(recent.chunks.sum()) / span,
             updated_at=now,
         )
 
@@ -169,24 +285,14 @@ class MetricsWindow:
         now = self.complete_until() if now is None else now
         steps = int(span_s // step_s)
         edges = [now - (steps - i) * step_s for i in range(steps + 1)]  # edges[0] is the oldest
-        buckets: list[list[float]] = [[] for _ in range(steps)]
         with self._lock:
-            samples = [s for s in self._requests if edges[0] < s.finished_at <= now]
-        for sample in samples:
-            index = min(bisect_right(edges, sample.finished_at) - 1, steps - 1)
-            if sample.finished_at == edges[index] and index > 0:
-                index -= 1  # a sample on an edge belongs to the step it closes
-            buckets[index].append(sample.latency_s * 1000)
+            selections = [self._select(start, end) for start, end in pairwise(edges)]
         points = []
-        for end, latencies in zip(edges[1:], buckets, strict=True):
-            latencies.sort()
+        for end, selection in zip(edges[1:], selections, strict=True):
+            p50, p95, p99 = selection.percentiles()
             points.append(
                 SeriesPoint(
-                    t=end,
-                    requests_per_s=len(latencies) / step_s,
-                    p50_ms=percentile(latencies, 50) if latencies else None,
-                    p95_ms=percentile(latencies, 95) if latencies else None,
-                    p99_ms=percentile(latencies, 99) if latencies else None,
+                    t=end, requests_per_s=len(selection.latency_ms) / step_s, p50_ms=p50, p95_ms=p95, p99_ms=p99
                 )
             )
         return points

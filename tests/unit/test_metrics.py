@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 
@@ -156,3 +157,74 @@ def test_history_is_capped_but_totals_stay_exact(monkeypatch: pytest.MonkeyPatch
     window.add("r", [RequestSample(NOW - 10 + i / 1000, 0.01, 1, False) for i in range(250)], now=NOW)
     stats = window.stats(60, now=NOW)
     assert stats.requests == 250 and stats.window_requests == 100  # the newest 100 kept
+
+
+def reference_stats(raw: list[RequestSample], batches: list[tuple[float, int]], start: float, end: float) -> dict:
+    """The figures computed the plain way, from every sample in (start, end]."""
+    inside = [s for s in raw if start < s.finished_at <= end]
+    streams = [s for s in inside if s.chunks]
+    firsts = [s.first_chunk_s * 1000 for s in streams if s.first_chunk_s is not None]
+    sizes = [size for t, size in batches if start < t <= end]
+    latencies = [s.latency_s * 1000 for s in inside]
+    return {
+        "window_requests": len(inside),
+        "items": sum(s.items for s in inside),
+        "failed": sum(s.failed for s in inside),
+        "p": [float(np.percentile(latencies, q)) for q in (50, 95, 99)] if latencies else [None] * 3,
+        "streams": len(streams),
+        "chunks": sum(s.chunks for s in streams),
+        "first_p50": float(np.percentile(firsts, 50)) if firsts else None,
+        "batch_mean": sum(sizes) / len(sizes) if sizes else None,
+        "batch_max": max(sizes) if sizes else None,
+    }
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_windows_at_any_edges_match_the_plain_computation(seed: int) -> None:
+    """Samples are kept per second; windows that start and end inside a second still count exactly."""
+    rng = random.Random(seed)
+    window = MetricsWindow("w", created_at=NOW - 1000)
+    raw: list[RequestSample] = []
+    batches: list[tuple[float, int]] = []
+    for k in range(6):  # shipments out of order across seconds, as from several replicas
+        shipped = [
+            RequestSample(t, rng.lognormvariate(-4, 1), rng.randint(1, 4), rng.random() < 0.2, *stream)
+            for t in (rng.uniform(NOW - 120, NOW + 1) for _ in range(400))
+            for stream in [(rng.uniform(0.001, 0.05), rng.randint(1, 9)) if rng.random() < 0.3 else (None, 0)]
+        ]
+        shipped += [RequestSample(float(math.floor(NOW - 30 - k)), 0.02, 1, False)]  # on a second's edge
+        formed = [(rng.uniform(NOW - 120, NOW), rng.randint(1, 32)) for _ in range(50)]
+        window.add(f"r{k % 2}", shipped, formed, now=NOW)
+        raw += shipped
+        batches += formed
+    for _ in range(20):
+        end = NOW - rng.uniform(0, 5)
+        span = rng.choice([0.3, 1.0, 7.5, 60.0, 119.2])
+        stats = window.stats(span, now=end)
+        want = reference_stats(raw, batches, end - span, end)
+        assert stats.window_requests == want["window_requests"]
+        assert stats.items_per_s * span == pytest.approx(want["items"])
+        assert stats.error_rate * stats.window_requests == pytest.approx(want["failed"])
+        assert [stats.p50_ms, stats.p95_ms, stats.p99_ms] == pytest.approx(want["p"])
+        assert (stats.window_streams, stats.chunks_per_s * span) == (want["streams"], pytest.approx(want["chunks"]))
+        assert stats.first_chunk_p50_ms == pytest.approx(want["first_p50"])
+        assert (stats.batch_mean, stats.batch_max) == (pytest.approx(want["batch_mean"]), want["batch_max"])
+    end = NOW - rng.uniform(0, 1)
+    for point in window.series(span_s=100, step_s=2.5, now=end):
+        want = reference_stats(raw, batches, point.t - 2.5, point.t)
+        assert point.requests_per_s * 2.5 == pytest.approx(want["window_requests"])
+        assert [point.p50_ms, point.p95_ms, point.p99_ms] == pytest.approx(want["p"])
+
+
+def test_the_cap_cuts_through_a_second_and_keeps_its_newest(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("nbserve._metrics.MAX_SAMPLES", 1000)
+    rng = random.Random(3)
+    window = MetricsWindow("cut", created_at=NOW - 100)
+    raw = [RequestSample(rng.uniform(NOW - 3, NOW), rng.random(), 1, False) for _ in range(1500)]
+    window.add("r", raw, now=NOW)
+    kept = sorted(raw, key=lambda s: s.finished_at)[-1000:]
+    stats = window.stats(60, now=NOW)
+    assert stats.window_requests == 1000 and stats.requests == 1500
+    assert stats.p95_ms == pytest.approx(float(np.percentile([s.latency_s * 1000 for s in kept], 95)))
+    window.add("r", [RequestSample(NOW + 0.5, 0.01, 1, False)], now=NOW + 1)
+    assert window.stats(60, now=NOW + 1).window_requests == 1000  # the oldest went, not the new one
