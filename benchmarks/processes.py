@@ -30,7 +30,7 @@ def role(process: psutil.Process) -> str:
     if title.startswith("ray::ServeReplica:"):
         return "replica " + title.split(":")[3]
     if title.startswith("ray::"):
-        return title.removeprefix("ray::").split()[0]
+        return title.removeprefix("ray::").split()[0].split(".")[0]  # an actor, whatever method it runs
     script = next((Path(arg).name for arg in cmdline if arg.endswith(".py")), None)  # Ray's Python daemons
     return script or (Path(title).name if "/" in title else name)
 

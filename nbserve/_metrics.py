@@ -62,6 +62,11 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
 
 
+# A request sample's columns, in RequestSample's order, and their array type codes.
+_COLUMNS = {"finished": "d", "latency": "d", "items": "q", "failed": "B", "first_chunk": "d", "chunks": "q"}
+_DTYPES = {"d": "float64", "q": "int64", "B": "uint8"}
+
+
 class _Second:
     """The samples that finished, and the batches formed, within one wall-clock second."""
 
@@ -80,20 +85,17 @@ class _Second:
     def __len__(self) -> int:
         return len(self.finished)
 
-    def add(self, sample: RequestSample) -> None:
-        self.finished.append(sample.finished_at)
-        self.latency.append(sample.latency_s)
-        self.items.append(sample.items)
-        self.failed.append(bool(sample.failed))
-        self.first_chunk.append(math.nan if sample.first_chunk_s is None else sample.first_chunk_s)
-        self.chunks.append(sample.chunks)
+    def extend(self, columns: dict[str, np.ndarray]) -> None:
+        """Append samples given as one numpy array per column (``_COLUMNS``, of its dtype)."""
+        for name in _COLUMNS:
+            getattr(self, name).frombytes(columns[name].tobytes())
 
     def keep_newest(self, count: int) -> None:
         """Drop all but the ``count`` samples that finished last (the cap's cut through a second)."""
         import numpy as np
 
         kept = np.sort(np.argsort(np.asarray(self.finished), kind="stable")[len(self) - count :])
-        for name in ("finished", "latency", "items", "failed", "first_chunk", "chunks"):
+        for name in _COLUMNS:
             column = getattr(self, name)
             setattr(self, name, array(column.typecode, np.asarray(column)[kept].tobytes()))
 
@@ -158,20 +160,36 @@ class MetricsWindow:
         with self._lock:
             self._reported[replica] = now
             self._streaming[replica] = streaming
-            for sample in requests:
-                sample = RequestSample(*sample)  # from the wire: a plain tuple
-                self._totals[0] += 1
-                self._totals[1] += sample.items
-                self._totals[2] += int(sample.failed)
-                if sample.finished_at >= self._horizon:
-                    self._second(sample.finished_at).add(sample)
-                    self._count += 1
+            self._add_requests(requests)
             for at, size in batches:
                 if at >= self._horizon:
                     second = self._second(at)
                     second.batch_at.append(at)
                     second.batch_size.append(int(size))
             self._prune(now)
+
+    def _add_requests(self, requests: Iterable[RequestSample]) -> None:
+        """Count and keep a shipment, column by column: at thousands of samples a second, a
+        Python loop per sample was the collector's largest cost after the polls."""
+        import numpy as np
+
+        raw = list(zip(*requests, strict=True))  # from the wire: plain tuples, in RequestSample's order
+        if not raw:
+            return
+        # A plain answer's first chunk, None, becomes NaN.
+        columns = {
+            name: np.array(values, dtype=_DTYPES[typecode])
+            for (name, typecode), values in zip(_COLUMNS.items(), raw, strict=True)
+        }
+        self._totals[0] += len(columns["finished"])
+        self._totals[1] += int(columns["items"].sum())
+        self._totals[2] += int(columns["failed"].sum())
+        keys = np.floor(columns["finished"]).astype(np.int64)
+        kept = columns["finished"] >= self._horizon
+        for key in np.unique(keys[kept]).tolist():
+            at = kept & (keys == key)
+            self._second(key).extend({name: column[at] for name, column in columns.items()})
+            self._count += int(at.sum())
 
     def _second(self, at: float) -> _Second:
         key = math.floor(at)
