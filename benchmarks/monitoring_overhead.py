@@ -8,11 +8,11 @@ replica records nothing) and runs no dashboard; "on" records every request and k
 dashboard poller running in this process, reading the figures every second as a notebook's
 would. The two alternate within each round (the order flips every round), and wrk, a
 compiled load generator, sends one item per request over keep-alive connections.
+Uses its own ports (NBSERVE_RAY_PORT=6589, NBSERVE_HTTP_PORT=8189) unless they are set.
 
 Throughput on a 2-core machine shared with other work moves by tens of percent between runs;
-the CPU each process spends per request (from the kernel's accounting, wrk left out) moves
-far less, and shows where the cost lies: the collector, the poller, or the replica.
-Uses its own ports (NBSERVE_RAY_PORT=6589, NBSERVE_HTTP_PORT=8189) unless they are set.
+the CPU each process spends per request (from the kernel's accounting, wrk left out) shows
+where the cost lies: the collector, the poller, or the replica.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ class CpuAccount:
 
     Processes are read at both ends, so one that started in between (a replica that Ray
     replaced) counts from zero and one that ended in between is missed: both are rare under a
-    steady load, and ``stop`` lists them.
+    steady load, and ``unmatched`` names them.
     """
 
     def __init__(self) -> None:

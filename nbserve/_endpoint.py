@@ -255,9 +255,7 @@ class Endpoint:
 
     def stats(self, window_s: float = DEFAULT_WINDOW_S) -> EndpointStats:
         """Latency percentiles, throughput, errors and batch sizes over the last ``window_s``
-        seconds, with totals and replica counts: all traffic, from every caller and replica.
-
-        On Ray the state and replica counts may be up to 2 s old (``status()`` always asks)."""
+        seconds, with totals and replica counts: all traffic, from every caller and replica."""
         return self._backend.stats(self.name, window_s)
 
     def series(self, span_s: float = 180.0, step_s: float = 5.0) -> list[SeriesPoint]:

@@ -247,20 +247,6 @@ def test_down_stops_the_url(deploy: Any) -> None:
         nbserve.endpoint("goes_down")
 
 
-def test_stats_follow_a_redeploy_and_a_down_at_once(deploy: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """stats() reuses the endpoint's status for a dashboard's polls (for seconds; here for ten
-    minutes, longer than any deploy); a redeploy or a down from this process is still seen by
-    the very next call."""
-    monkeypatch.setattr("nbserve.backends.ray.backend.STATS_STATUS_AGE_S", 600.0)
-    ep = deploy(ECHO, "stats_follow", replicas="2")
-    assert ep.stats().replicas_target == 2
-    deploy(ECHO, "stats_follow", replicas="1")
-    assert ep.stats().replicas_target == 1  # the new deploy's spec, not the one described before
-    ep.down()
-    with pytest.raises(nbserve.EndpointNotFoundError):
-        ep.stats()
-
-
 def test_explicit_address_deploys_to_that_cluster_unchanged(ray_cluster: Any) -> None:
     ep = nbserve.deploy("def same(xs):\n    return xs\n", "by_address", address=ray_cluster.address, cpus=0.1)
     try:

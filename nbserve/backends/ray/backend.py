@@ -66,11 +66,6 @@ PENDING_CHECK_S = 1.0
 # How long Serve may show every replica running before nbserve stops waiting for their load
 # reports and asks a replica which version it serves.
 REPORT_GRACE_S = 10.0
-# How old the status inside ``stats()`` may be: a live dashboard asks every second, and each
-# status costs the asking process ~25 ms of CPU (serve.status() and a replica's description)
-# and Serve's controller about as much, the largest share of monitoring's cost. This
-# process's own deploys and deletes are seen at once.
-STATS_STATUS_AGE_S = 2.0
 
 
 class RayEndpointClient:
@@ -126,7 +121,6 @@ class RayBackend(Backend):
         self._address = address
         self._cluster: cluster.ClusterInfo | None = None
         self._proxy_trouble = ""
-        self._recent_statuses: dict[str, tuple[float, EndpointStatus]] = {}  # name -> (monotonic, status)
         # One connection at a time: the prestart thread and a cell's deploy may both ask.
         self._connect_lock = threading.Lock()
         self._prestart_error: BaseException | None = None
@@ -243,11 +237,8 @@ class RayBackend(Backend):
         self._check_fits(spec, info)
         # The deploy's longest honest run: the setup's limit, a process start, and a rollback.
         hold_s = 2 * (spec.setup_timeout_s + START_MARGIN_S)
-        try:
-            with deploy_lease(spec.name, hold_s, lambda text: event("queued", message=text)):
-                return self._deploy_alone(spec, bundle, event, restart)
-        finally:
-            self._recent_statuses.pop(spec.name, None)
+        with deploy_lease(spec.name, hold_s, lambda text: event("queued", message=text)):
+            return self._deploy_alone(spec, bundle, event, restart)
 
     def _deploy_alone(
         self, spec: ServeSpec, bundle: CellBundle, event: Callable[..., None], restart: bool
@@ -517,12 +508,7 @@ class RayBackend(Backend):
 
     def stats(self, name: str, window_s: float = DEFAULT_WINDOW_S) -> EndpointStats:
         self._require_running_cluster(name)
-        recent, now = self._recent_statuses.get(name), time.monotonic()
-        if recent is not None and now - recent[0] <= STATS_STATUS_AGE_S:
-            status = recent[1]
-        else:
-            status = self.status(name)  # connects; raises EndpointNotFoundError for a deleted endpoint
-            self._recent_statuses[name] = (now, status)
+        status = self.status(name)  # connects; raises EndpointNotFoundError for a deleted endpoint
         measured = collector.read_stats(name, window_s) or EndpointStats(name=name, window_s=window_s)
         return measured.with_status(status)
 
@@ -538,7 +524,6 @@ class RayBackend(Backend):
         if users and not force:
             raise EndpointInUseError(name, users)
         serve.delete(name, _blocking=True)
-        self._recent_statuses.pop(name, None)
         collector.forget(name)
         self._mark_endpoint(name, retry=None)
 
