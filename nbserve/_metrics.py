@@ -15,7 +15,7 @@ append per request. What they leave out is the proxy's own time in front of the 
 How the window keeps them: in one bucket per wall-clock second, as columns of machine numbers
 (``array``), and answers with numpy over the buckets a question touches. A dashboard polls
 ``stats`` and ``series`` every second; read as Python objects, 300,000 samples cost the
-collector ~150 ms of CPU per poll (``benchmarks/monitoring_overhead.py``). numpy is imported
+collector 150-250 ms of CPU per poll, ~25 ms this way (``benchmarks/metrics_window.py``). numpy is imported
 where it is used, so ``import nbserve`` (and ``%load_ext``) stays light.
 """
 
@@ -41,8 +41,8 @@ __all__ = ["DEFAULT_WINDOW_S", "MetricsWindow", "percentile"]
 DEFAULT_WINDOW_S = 60.0
 # Samples older than this are dropped; the plot shows at most this much history.
 HISTORY_S = 300.0
-# At most this many request samples per endpoint (41 bytes of columns each, plus the
-# buckets'; benchmarks/memory.py measures the collector; the README's bound is 64 MB): beyond ~1,000 requests/s
+# At most this many request samples per endpoint (41 bytes of columns each, ~48 with the
+# buckets: benchmarks/metrics_window.py; the README's bound is 64 MB): beyond ~1,000 requests/s
 # sustained, the oldest history goes first. Totals are counted on arrival and stay exact.
 MAX_SAMPLES = 300_000
 

@@ -1,0 +1,73 @@
+"""The metrics window alone, in this process: what a dashboard's poll and a replica's shipment
+cost the collector, and the memory a sample holds, at the 300,000-sample cap.
+
+    python benchmarks/metrics_window.py
+    python benchmarks/metrics_window.py --module /tmp/old_metrics.py   # another version of
+        # nbserve/_metrics.py, e.g. from `git show REV:nbserve/_metrics.py > /tmp/old_metrics.py`
+
+CPU time (``time.process_time``) of 1,000 samples a second for 300 s, shipped once a second
+as the plain tuples Ray delivers, then ``stats(60)`` + ``series(180, 5)`` ten times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import random
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from types import ModuleType
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy  # noqa: F401 - imported before the count, as in a collector that has answered once
+
+from nbserve.runtime.recorder import RequestSample
+
+NOW = 1_800_000_000.0
+
+
+def load(path: str | None) -> ModuleType:
+    if path is None:
+        import nbserve._metrics
+
+        return nbserve._metrics
+    spec = importlib.util.spec_from_file_location("metrics_under_test", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--module", help="a _metrics.py file to measure instead of this checkout's")
+    args = parser.parse_args()
+    metrics = load(args.module)
+    rng = random.Random(0)
+    shipments = [
+        [tuple(RequestSample(NOW - 300 + s + rng.random(), rng.lognormvariate(-4, 0.8), 1, False)) for _ in range(1000)]
+        for s in range(300)
+    ]
+    tracemalloc.start()
+    window = metrics.MetricsWindow("x", created_at=NOW - 1000)
+    started = time.process_time()
+    for s, shipment in enumerate(shipments):
+        window.add("r", shipment, [(NOW - 300 + s + 0.5, 32)] * 30, now=NOW - 300 + s + 1)
+    add_ms = 1000 * (time.process_time() - started) / len(shipments)
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    started = time.process_time()
+    for _ in range(10):
+        window.stats(60, now=NOW)
+        window.series(180, 5, now=NOW)
+    poll_ms = 100 * (time.process_time() - started)
+    print(
+        f"{held / 300_000:.0f} B held per sample; a 1,000-sample shipment {add_ms:.2f} ms; "
+        f"stats(60) + series(180, 5) {poll_ms:.1f} ms of CPU"
+    )
+
+
+if __name__ == "__main__":
+    main()
