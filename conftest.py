@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,13 +46,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session", autouse=True)
 def _stop_test_cluster_at_exit() -> Iterator[None]:
     """Stop the test cluster if this session started it (by a fixture or a notebook's cell);
-    a cluster that was already up belongs to another run and is left alone."""
+    a cluster that was already up belongs to another run and is left alone. Then remove the
+    session's nbserve home."""
     from nbserve.backends.ray import cluster
 
     already_running = cluster.embedded_status() is not None
     yield
     if not already_running:
         cluster.stop_embedded()
+    shutil.rmtree(os.environ["NBSERVE_HOME"], ignore_errors=True)  # this session's own (mkdtemp above)
 
 
 @pytest.fixture(scope="session")

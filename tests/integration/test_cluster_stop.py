@@ -3,8 +3,10 @@ endpoints, never a kernel; ending a kernel, even the one that started it, never 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +48,9 @@ def test_the_cluster_and_its_kernels_outlive_each_other(own_cluster: dict[str, s
         kernel.ok("%load_ext nbserve")
         kernel.ok("import nbserve\nsurvivor = nbserve.endpoint('survivor')", timeout=120)
         kernel.ok("state = 'the notebook keeps this'\nassert survivor(1) == 2")
+        # HAProxy's runtime folder (the default ingress) goes with the cluster; a start writes it anew.
+        haproxy_dir = Path(tempfile.gettempdir(), f"nbserve-{os.getuid()}", f"h{own_cluster['NBSERVE_RAY_PORT']}")
+        assert (haproxy_dir / "haproxy").is_file()
         stopped = subprocess.run(
             [sys.executable, "-m", "nbserve", "cluster", "stop"], env=own_cluster, capture_output=True, text=True
         )
@@ -59,6 +64,7 @@ def test_the_cluster_and_its_kernels_outlive_each_other(own_cluster: dict[str, s
         missing = kernel.run("%serve status survivor")
         assert missing.ename == "UsageError" and "not running" in missing.evalue
         assert not Path(own_cluster["NBSERVE_HOME"], f"cluster-{own_cluster['NBSERVE_RAY_PORT']}.json").exists()
+        assert not haproxy_dir.exists(), sorted(p.name for p in haproxy_dir.iterdir())
         kernel.ok("%%serve survivor --cpus 0.1\ndef survivor(xs):\n    return [x + 2 for x in xs]\n", timeout=300)
         wait_for(lambda: "3" in kernel.ok("print(survivor(1))").stdout, 30, "the endpoint on a fresh cluster")
     finally:

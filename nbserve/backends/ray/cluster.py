@@ -22,6 +22,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -345,6 +346,9 @@ def stop_embedded(settings: EmbeddedSettings | None = None, timeout_s: float = 2
             time.sleep(0.1)
         with contextlib.suppress(FileNotFoundError):
             settings.state_file.unlink()
+        # HAProxy's config, sockets and answers: the next start writes them anew. Ray's own
+        # temp folder stays, as `ray stop` leaves it: its session logs outlive the cluster.
+        shutil.rmtree(settings.haproxy_dir, ignore_errors=True)
         return bool(processes)
 
 
