@@ -28,7 +28,7 @@ from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nbserve._types import EndpointStats, SeriesPoint
 from nbserve.runtime.recorder import FLUSH_INTERVAL_S, RequestSample
@@ -149,13 +149,14 @@ class MetricsWindow:
     def add(
         self,
         replica: str,
-        requests: Iterable[RequestSample],
+        requests: Iterable[RequestSample] | Iterable[tuple[Any, ...]],
         batches: Iterable[tuple[float, int]] = (),
         *,
         streaming: int = 0,
         now: float | None = None,
     ) -> None:
-        """Samples from ``replica``, which has ``streaming`` streams open now."""
+        """Samples from ``replica``, which has ``streaming`` streams open now; ``requests`` may be
+        plain tuples in ``RequestSample``'s order (as they come off the wire)."""
         now = time.time() if now is None else now
         with self._lock:
             self._reported[replica] = now
@@ -168,7 +169,7 @@ class MetricsWindow:
                     second.batch_size.append(int(size))
             self._prune(now)
 
-    def _add_requests(self, requests: Iterable[RequestSample]) -> None:
+    def _add_requests(self, requests: Iterable[RequestSample] | Iterable[tuple[Any, ...]]) -> None:
         """Count and keep a shipment, column by column: at thousands of samples a second, a
         Python loop per sample was the collector's largest cost after the polls."""
         import numpy as np

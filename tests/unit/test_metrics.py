@@ -61,6 +61,17 @@ def test_stats_cover_exactly_the_window() -> None:
     assert stats.replicas_reporting == 2
 
 
+def test_rows_off_the_wire_count_as_the_samples_they_came_from() -> None:
+    # The collector hands a shipment over as it arrives: plain tuples in RequestSample's order.
+    rng = random.Random(3)
+    shipped = samples(rng, 300, start=NOW - 30, end=NOW) + [RequestSample(NOW - 1, 0.2, 1, False, 0.05, 4)]
+    as_samples, as_rows = MetricsWindow("a", created_at=NOW - 100), MetricsWindow("b", created_at=NOW - 100)
+    as_samples.add("r", shipped, now=NOW)
+    as_rows.add("r", [tuple(s) for s in shipped], now=NOW)
+    assert {**as_rows.stats(60, now=NOW).to_dict(), "name": "a"} == as_samples.stats(60, now=NOW).to_dict()
+    assert as_rows.stats(60, now=NOW).requests == 301
+
+
 def test_rates_of_a_young_endpoint_use_its_age_not_the_whole_window() -> None:
     window = MetricsWindow("young", created_at=NOW - 10)
     window.add("r", [RequestSample(NOW - 5 + i / 100, 0.01, 1, False) for i in range(100)], now=NOW)

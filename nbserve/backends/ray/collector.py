@@ -26,7 +26,6 @@ from ray.experimental import internal_kv
 from nbserve._metrics import DEFAULT_WINDOW_S, MetricsWindow
 from nbserve._types import EndpointStats, SeriesPoint
 from nbserve.backends.ray.reports import COLLECTOR_NAME, NAMESPACE, find_collector
-from nbserve.runtime.recorder import RequestSample
 
 __all__ = ["clear_loads", "ensure_collector", "forget", "load_reports", "read_series", "read_stats"]
 
@@ -69,7 +68,7 @@ class MetricsCollector:
         window = self._windows.get(endpoint)
         if window is None:
             window = self._windows[endpoint] = MetricsWindow(endpoint, created_at=created_at)
-        window.add(replica, (RequestSample(*r) for r in requests), batches, streaming=streaming)
+        window.add(replica, requests, batches, streaming=streaming)  # rows in RequestSample's order
         if requests:
             kept = {"created_at": window.created_at, "totals": window.totals}
             internal_kv._internal_kv_put(TOTALS_PREFIX + endpoint, json.dumps(kept), namespace=NAMESPACE)
