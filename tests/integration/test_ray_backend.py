@@ -59,6 +59,41 @@ def test_deploy_answers_by_handle_and_http(deploy: Any) -> None:
     assert status.replicas.running == 1
 
 
+def test_the_status_nbserve_reads_is_what_serve_status_says(deploy: Any) -> None:
+    # nbserve reads the controller's details itself (serve.status() validates them through
+    # pydantic first, most of its cost): the same applications, deployments, replica states
+    # and proxies, field by field.
+    from ray import serve
+
+    from nbserve.backends.ray import state
+    from nbserve.backends.ray.backend import RayBackend
+
+    deploy(ECHO, "echo_status", replicas=2)
+    backend = RayBackend()
+
+    def same() -> bool:
+        theirs, ours = serve.status(), backend._serve_view()
+        assert set(ours.applications) == set(theirs.applications) and "echo_status" in ours.applications
+        for name, app in theirs.applications.items():
+            mine = ours.applications[name]
+            assert (mine.status, mine.message) == (str(app.status.value), app.message)
+            assert mine.last_deployed_time_s == app.last_deployed_time_s
+            assert set(mine.deployments) == set(app.deployments)
+            for deployment_name, deployment in app.deployments.items():
+                view = mine.deployments[deployment_name]
+                assert (view.status, view.message) == (str(deployment.status.value), deployment.message)
+                if view.replica_states != {
+                    str(getattr(k, "value", k)): v for k, v in deployment.replica_states.items()
+                }:
+                    return False  # a replica changed state between the two reads: read again
+        assert ours.proxies == {node: str(s.value) for node, s in theirs.proxies.items()}
+        return True
+
+    wait_for(same, 30, "a status read that matches serve.status()")
+    counts = state.replica_counts(backend._serve_view().applications["echo_status"], 2)
+    assert (counts.running, counts.starting) == (2, 0)
+
+
 def test_concurrent_requests_form_real_batches(deploy: Any) -> None:
     # 32 clients at once exceed the default queue (two batches); this test is about batching,
     # so it makes room for all of them (shedding has its own tests).

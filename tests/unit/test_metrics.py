@@ -64,7 +64,7 @@ def test_stats_cover_exactly_the_window() -> None:
 def test_rows_off_the_wire_count_as_the_samples_they_came_from() -> None:
     # The collector hands a shipment over as it arrives: plain tuples in RequestSample's order.
     rng = random.Random(3)
-    shipped = samples(rng, 300, start=NOW - 30, end=NOW) + [RequestSample(NOW - 1, 0.2, 1, False, 0.05, 4)]
+    shipped = [*samples(rng, 300, start=NOW - 30, end=NOW), RequestSample(NOW - 1, 0.2, 1, False, 0.05, 4)]
     as_samples, as_rows = MetricsWindow("a", created_at=NOW - 100), MetricsWindow("b", created_at=NOW - 100)
     as_samples.add("r", shipped, now=NOW)
     as_rows.add("r", [tuple(s) for s in shipped], now=NOW)
