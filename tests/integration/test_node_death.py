@@ -86,7 +86,10 @@ def _node_ports(base: int) -> list[str]:
 def two_nodes() -> Iterator[TwoNodes]:
     head_dir = tempfile.mkdtemp(prefix="nbn-head-")  # short: Ray's socket paths must fit 107 bytes
     side_dir = tempfile.mkdtemp(prefix="nbn-side-")
-    gcs, head_ports, side_ports = free_port_range(10), free_port_range(10), free_port_range(10)
+    # One range split three ways: three calls could each return the same free range (one base
+    # in 90), and a side node whose node-manager port was the GCS port failed to start in CI.
+    gcs = free_port_range(30)
+    head_ports, side_ports = gcs + 10, gcs + 20
     env = {
         **os.environ,
         "RAY_AUTH_MODE": "token",
