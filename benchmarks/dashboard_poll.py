@@ -1,9 +1,10 @@
 """What one live-dashboard poll costs, step by step, beside ``serve.status()`` in the same run.
 
-    python benchmarks/dashboard_poll.py [--polls 40]
+    python benchmarks/dashboard_poll.py [--polls 200]
 
 A no-op endpoint on the embedded cluster (its own ports, as every benchmark here), idle: the
-poll's cost does not depend on traffic. Each step runs ``--polls`` times; the figures are CPU
+poll's cost does not depend on traffic. Each step runs ``--polls`` times (at 40, two runs
+minutes apart differed up to twofold on this machine; at 200, by under a tenth); the figures are CPU
 milliseconds per call (``time.process_time``) in this process, which stands for the notebook's
 kernel, and in Serve's controller (from the kernel's accounting of its process).
 """
@@ -45,7 +46,7 @@ def cpu_per_call(fn: Callable[[], Any], calls: int, controller: psutil.Process) 
 def main() -> None:
     use_benchmark_cluster()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--polls", type=int, default=40)
+    parser.add_argument("--polls", type=int, default=200)
     args = parser.parse_args()
     started_cluster = cluster.embedded_status() is None
     endpoint = nbserve.deploy(NOOP_SOURCE, NAME, cpus="0.5")
@@ -56,7 +57,7 @@ def main() -> None:
         steps: list[tuple[str, Callable[[], Any]]] = [
             ("anchor: `serve.status()`", serve.status),
             ("nbserve's read of the same status", backend._serve_view),
-            ("the replica's description of the endpoint", lambda: backend._describe(NAME)),
+            ("asking the replica what it serves (`stats` asks once per version)", lambda: backend._describe(NAME)),
             ("the collector's figures (`stats`, 60 s)", lambda: collector.read_stats(NAME, 60)),
             ("the collector's series (180 s)", lambda: collector.read_series(NAME, 180, 5)),
             ("`Endpoint.stats()`: status, description, figures", endpoint.stats),

@@ -94,6 +94,44 @@ def test_the_status_nbserve_reads_is_what_serve_status_says(deploy: Any) -> None
     assert (counts.running, counts.starting) == (2, 0)
 
 
+def test_a_replica_is_asked_what_it_serves_once_per_version(deploy: Any, monkeypatch: Any) -> None:
+    # A live dashboard reads the endpoint's info every second; the replica's description (the
+    # replica target, the handler) is kept while Serve shows the version settled, and read
+    # again once another version is: here deployed through another backend, as by another kernel.
+    from nbserve.backends.ray.backend import RayBackend
+
+    deploy(ECHO, "echo_described")
+    backend = RayBackend()
+    asked: list[str] = []
+    ask = backend._describe
+
+    def counted(name: str, timeout_s: float = 10.0) -> Any:
+        asked.append(name)
+        return ask(name, timeout_s)
+
+    monkeypatch.setattr(backend, "_describe", counted)
+
+    def answered_without_asking() -> bool:
+        before = len(asked)
+        return backend.info("echo_described").handler == "echo" and len(asked) == before
+
+    wait_for(answered_without_asking, 30, "an info read from the kept description")
+    before = len(asked)
+    for _ in range(5):
+        assert backend.stats("echo_described").replicas_target == 1
+    assert backend.deployed_cell("echo_described")[1].handler == "echo"
+    assert len(asked) == before
+
+    deploy(ECHO.replace("def echo(", "def echo2("), "echo_described", replicas=2)
+
+    def new_version_seen() -> bool:
+        info = backend.info("echo_described")
+        return (info.handler, info.status.replicas.target) == ("echo2", 2)
+
+    wait_for(new_version_seen, 60, "the new version's handler and replica target")
+    assert len(asked) > before
+
+
 def test_concurrent_requests_form_real_batches(deploy: Any) -> None:
     # 32 clients at once exceed the default queue (two batches); this test is about batching,
     # so it makes room for all of them (shedding has its own tests).

@@ -63,3 +63,24 @@ def test_a_proxy_that_is_not_healthy_is_named_and_no_serve_means_nothing() -> No
     empty = state.serve_view({})
     assert (empty.applications, empty.proxies) == ({}, {})
     assert state.serve_view({"applications": None, "proxies": None}).proxies == {}
+
+
+def _cell_app(app_status: str, deployment_status: str, user_config: object) -> state.ApplicationView:
+    deployment = {"status": deployment_status, "deployment_config": {"user_config": user_config}}
+    view = state.serve_view(details(echo={"status": app_status, "deployments": {"nbserve_cell": deployment}}))
+    return view.applications["echo"]
+
+
+def test_the_version_a_deployment_is_settled_on_comes_from_its_config() -> None:
+    stamped = {"cell": "...", "deployed_at": 1700000000.25, "code_version": "abc"}
+    assert state.settled_version(_cell_app("RUNNING", "HEALTHY", stamped), "nbserve_cell") == (1700000000.25, "abc")
+    # Autoscaling starts and stops replicas of the same version: still settled.
+    assert state.settled_version(_cell_app("RUNNING", "UPSCALING", stamped), "nbserve_cell") == (1700000000.25, "abc")
+    # A rollout, a failure or a deploy in progress: replicas may serve another version.
+    assert state.settled_version(_cell_app("RUNNING", "UPDATING", stamped), "nbserve_cell") is None
+    assert state.settled_version(_cell_app("DEPLOYING", "HEALTHY", stamped), "nbserve_cell") is None
+    assert state.settled_version(_cell_app("RUNNING", "UNHEALTHY", stamped), "nbserve_cell") is None
+    # A config nbserve did not stamp, or no such deployment, names no version.
+    assert state.settled_version(_cell_app("RUNNING", "HEALTHY", None), "nbserve_cell") is None
+    assert state.settled_version(_cell_app("RUNNING", "HEALTHY", {"x": 1}), "nbserve_cell") is None
+    assert state.settled_version(_cell_app("RUNNING", "HEALTHY", stamped), "other") is None

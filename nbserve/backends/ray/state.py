@@ -27,6 +27,7 @@ __all__ = [
     "replica_counts",
     "resource_fix",
     "serve_view",
+    "settled_version",
     "setup_traceback",
     "update_phase",
 ]
@@ -52,6 +53,9 @@ class DeploymentView:
     status: str
     message: str
     replica_states: dict[str, int]  # replica state -> replicas in it
+    # The version its config names, as nbserve stamps a cell's user_config (deployed_at,
+    # code_version); serve.status() leaves the config out. None for a config without them.
+    version: tuple[float, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -87,13 +91,37 @@ def serve_view(details: Mapping[str, Any]) -> ServeView:
                 key = _name(replica["state"])
                 states[key] = states.get(key, 0) + 1
             deployments[deployment_name] = DeploymentView(
-                _name(deployment["status"]), deployment.get("message") or "", states
+                _name(deployment["status"]),
+                deployment.get("message") or "",
+                states,
+                _config_version((deployment.get("deployment_config") or {}).get("user_config")),
             )
         applications[name] = ApplicationView(
             _name(app["status"]), app.get("message") or "", float(app.get("last_deployed_time_s") or 0.0), deployments
         )
     proxies = {node: _name(proxy["status"]) for node, proxy in (details.get("proxies") or {}).items()}
     return ServeView(applications, proxies)
+
+
+def _config_version(user_config: Any) -> tuple[float, str] | None:
+    if not isinstance(user_config, Mapping) or "deployed_at" not in user_config:
+        return None
+    return float(user_config["deployed_at"]), str(user_config.get("code_version") or "")
+
+
+# A deployment's statuses while every replica runs the version its config names (scaling
+# starts new replicas of that version; an update would show UPDATING).
+_SETTLED = frozenset({"HEALTHY", "UPSCALING", "DOWNSCALING"})
+
+
+def settled_version(overview: ApplicationView, deployment: str) -> tuple[float, str] | None:
+    """The version ``deployment`` serves everywhere, when Serve says so: the application
+    running, the deployment settled, and its config stamped. While it holds, what a replica
+    said of that version stays true, so it need not be asked again."""
+    view = overview.deployments.get(deployment)
+    if overview.status != "RUNNING" or view is None or view.status not in _SETTLED:
+        return None
+    return view.version
 
 
 def replica_counts(overview: ApplicationView, target: int) -> ReplicaCounts:
