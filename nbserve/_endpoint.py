@@ -129,6 +129,7 @@ class Endpoint:
         Raises ``HandlerError`` when the handler raised for it, ``EndpointTimeoutError`` past
         the endpoint's time limit, ``EndpointOverloadedError`` when its queue is full. A call
         whose replica died is re-run on another, up to twice (unless deployed with ``--no-retry``).
+        ``timeout`` bounds the wait in seconds, re-runs included (``TimeoutError``).
         """
         outcome = run_sync(self._call(item), timeout=timeout)
         return outcome.unwrap()
@@ -153,15 +154,19 @@ class Endpoint:
         async for chunk in iterate_async(self._get_client().stream(item)):
             yield chunk
 
+    def _retries(self, attempt: int) -> bool:
+        """Whether a call whose replica died is sent again: inference is idempotent, so it is,
+        after a pause in which Serve's router sees the replica go (unless ``--no-retry``)."""
+        return self._info.retry and attempt < REPLICA_RETRIES
+
     async def _call(self, item: Any) -> Outcome:
         client = self._get_client()
         for attempt in range(REPLICA_RETRIES + 1):
             try:
                 return await client.call(item)
             except EndpointUnavailableError:
-                if not self._info.retry or attempt == REPLICA_RETRIES:
+                if not self._retries(attempt):
                     raise
-                # Inference is idempotent: again, once Serve's router has seen the replica go.
                 await asyncio.sleep(RETRY_PAUSE_S)
         raise AssertionError("unreachable")
 
@@ -177,9 +182,9 @@ class Endpoint:
             try:
                 answered = await client.call_batch([items[i] for i in pending])
             except EndpointUnavailableError:
-                if retried == REPLICA_RETRIES or not self._info.retry:
+                if not self._retries(retried):
                     raise
-                retried += 1  # inference is idempotent: again, on another replica
+                retried += 1
                 await asyncio.sleep(RETRY_PAUSE_S)
                 continue
             for index, outcome in zip(pending, answered, strict=True):

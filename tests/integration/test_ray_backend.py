@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -130,6 +131,23 @@ def test_a_replica_is_asked_what_it_serves_once_per_version(deploy: Any, monkeyp
 
     wait_for(new_version_seen, 60, "the new version's handler and replica target")
     assert len(asked) > before
+
+
+def test_a_blocking_call_works_in_a_running_event_loop_and_gives_up_at_its_timeout(deploy: Any) -> None:
+    # endpoint(x) blocks also on a thread whose event loop runs (a Jupyter cell's, where Serve
+    # refuses to wait); past `timeout` it raises TimeoutError long before the handler ends,
+    # and the endpoint serves on.
+    ep = deploy("import time\ndef nap(xs):\n    time.sleep(max(xs))\n    return xs\n", "nap_blocking")
+
+    async def in_a_running_loop(seconds: float, timeout: float | None = None) -> Any:
+        return ep(seconds, timeout=timeout)
+
+    assert asyncio.run(in_a_running_loop(0)) == 0
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        asyncio.run(in_a_running_loop(4, timeout=0.5))
+    assert time.monotonic() - started < 3.5  # it did not wait for the 4-s handler
+    assert ep(0, timeout=60) == 0
 
 
 def test_concurrent_requests_form_real_batches(deploy: Any) -> None:
