@@ -72,13 +72,16 @@ class _Second:
 
     __slots__ = ("batch_at", "batch_size", "chunks", "failed", "finished", "first_chunk", "items", "latency")
 
+    finished: array[float]
+    latency: array[float]  # seconds
+    items: array[int]
+    failed: array[int]
+    first_chunk: array[float]  # seconds; NaN for a plain answer
+    chunks: array[int]
+
     def __init__(self) -> None:
-        self.finished = array("d")
-        self.latency = array("d")  # seconds
-        self.items = array("q")
-        self.failed = array("B")
-        self.first_chunk = array("d")  # seconds; NaN for a plain answer
-        self.chunks = array("q")
+        for name, typecode in _COLUMNS.items():  # one column per field, of _COLUMNS' type
+            setattr(self, name, array(typecode))
         self.batch_at = array("d")
         self.batch_size = array("q")
 
