@@ -129,7 +129,8 @@ class Endpoint:
         Raises ``HandlerError`` when the handler raised for it, ``EndpointTimeoutError`` past
         the endpoint's time limit, ``EndpointOverloadedError`` when its queue is full. A call
         whose replica died is re-run on another, up to twice (unless deployed with ``--no-retry``).
-        ``timeout`` bounds the wait in seconds, re-runs included (``TimeoutError``).
+        ``timeout`` bounds the wait in seconds, re-runs included (``TimeoutError``); the input
+        is then cancelled where it waits, as it is when Ctrl-C interrupts the call.
         """
         outcome = run_sync(self._call(item), timeout=timeout)
         return outcome.unwrap()

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ import requests
 
 import nbserve
 from nbserve.runtime.wire import MAX_BODY_BYTES
-from tests.support.helpers import PollingClient, auth, wait_for
+from tests.support.helpers import GIVEN_UP_CELL, PollingClient, auth, check_a_given_up_input_never_runs, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -148,6 +149,11 @@ def test_a_blocking_call_works_in_a_running_event_loop_and_gives_up_at_its_timeo
         asyncio.run(in_a_running_loop(4, timeout=0.5))
     assert time.monotonic() - started < 3.5  # it did not wait for the 4-s handler
     assert ep(0, timeout=60) == 0
+
+
+def test_an_input_whose_caller_gave_up_never_runs(deploy: Any, tmp_path: Path) -> None:
+    # Awaiting Serve's response does not cancel it when the caller stops waiting: nbserve does.
+    check_a_given_up_input_never_runs(deploy(GIVEN_UP_CELL, "given_up", max_batch_size=1), tmp_path)
 
 
 def test_concurrent_requests_form_real_batches(deploy: Any) -> None:

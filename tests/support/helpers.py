@@ -10,10 +10,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from nbserve import _tokens
@@ -131,3 +133,39 @@ def own_cluster_env(home: Path, **extra: str) -> dict[str, str]:
         "NBSERVE_HOME": str(home),
         **extra,
     }
+
+
+# Records every input it runs; "slow:PATH" touches PATH, then takes 3 s; "seen" answers the record.
+GIVEN_UP_CELL = """
+import pathlib, time
+seen = []
+
+def record(items):
+    out = []
+    for x in items:
+        if x == "seen":
+            out.append(list(seen))
+            continue
+        seen.append(x)
+        if x.startswith("slow:"):
+            pathlib.Path(x[5:]).touch()
+            time.sleep(3)
+        out.append(x)
+    return out
+"""
+
+
+def check_a_given_up_input_never_runs(endpoint: Any, tmp_path: Path) -> None:
+    """An input queued behind a slow batch, whose caller stops waiting (its timeout), is
+    dropped where it waits rather than run later for nobody; the endpoint serves on.
+    ``endpoint`` serves ``GIVEN_UP_CELL`` with batches of one."""
+    started = tmp_path / "slow-started"
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(endpoint, f"slow:{started}")
+        wait_for(started.exists, 60, "the slow input to start")
+        with pytest.raises(TimeoutError):
+            endpoint("given up", timeout=0.5)
+        assert slow.result(timeout=60) == f"slow:{started}"
+    seen = endpoint("seen", timeout=60)
+    assert "given up" not in seen, f"the endpoint ran an input its caller had given up on: {seen}"
+    assert seen[-1] == f"slow:{started}"

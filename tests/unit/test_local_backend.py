@@ -12,6 +12,7 @@ import requests
 
 import nbserve
 from nbserve._errors import CommandError, EndpointNotFoundError, HandlerError, MapError, SetupFailedError, SpecError
+from tests.support.helpers import GIVEN_UP_CELL, check_a_given_up_input_never_runs
 
 ECHO = textwrap.dedent(
     """
@@ -136,3 +137,7 @@ def test_what_only_a_cluster_does_is_refused_with_the_fix(local: Any, flags: dic
     with pytest.raises(SpecError, match="--backend ray") as raised:
         local(ECHO, "lrefused", namespace={"VERSION": 1}, **flags)
     assert raised.value.flag == flag
+
+
+def test_an_input_whose_caller_gave_up_never_runs(local: Any, tmp_path: Path) -> None:
+    check_a_given_up_input_never_runs(local(GIVEN_UP_CELL, "given_up", max_batch_size=1), tmp_path)

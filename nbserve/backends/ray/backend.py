@@ -7,6 +7,7 @@ imports Ray and Serve at the top. What can be said without a cluster lives in ``
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import logging
@@ -25,6 +26,7 @@ from ray.autoscaler.v2.sdk import get_cluster_status
 from ray.exceptions import RayActorError
 from ray.serve.api import RunTarget
 from ray.serve.context import _get_global_client
+from ray.serve.handle import DeploymentResponse, DeploymentResponseGenerator
 from ray.util.state import get_log
 
 from nbserve import _tokens
@@ -75,14 +77,23 @@ class RayEndpointClient:
         self._handle = serve.get_app_handle(name)
 
     async def call(self, item: Any) -> Outcome:
-        with self._reachable():
-            outcome: Outcome = await self._handle.call.remote(item)
+        outcome: Outcome = await self._answer(self._handle.call.remote(item))
         return outcome
 
     async def call_batch(self, items: list[Any]) -> list[Outcome]:
-        with self._reachable():
-            outcomes: list[Outcome] = await self._handle.call_batch.remote(items)
+        outcomes: list[Outcome] = await self._answer(self._handle.call_batch.remote(items))
         return outcomes
+
+    async def _answer(self, response: DeploymentResponse[Any] | DeploymentResponseGenerator[Any]) -> Any:
+        """The replica's answer. A caller that stops waiting (a timeout, Ctrl-C, a cancelled
+        task) cancels the request in the replica as well, so inputs nobody waits for never run:
+        awaiting a response does not cancel it by itself (Ray 2.60)."""
+        with self._reachable():
+            try:
+                return await response
+            except asyncio.CancelledError:
+                response.cancel()  # returns at once: it cancels the router's future first
+                raise
 
     async def stream(self, item: Any) -> AsyncGenerator[Any, None]:
         # Serve sends each chunk as the replica yields it; cancelling the generator (a caller
