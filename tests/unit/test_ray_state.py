@@ -71,16 +71,16 @@ def _cell_app(app_status: str, deployment_status: str, user_config: object) -> s
     return view.applications["echo"]
 
 
-def test_the_version_a_deployment_is_settled_on_comes_from_its_config() -> None:
+def test_a_deployment_is_settled_while_serve_shows_it_running_or_scaling() -> None:
     stamped = {"cell": "...", "deployed_at": 1700000000.25, "code_version": "abc"}
-    assert state.settled_version(_cell_app("RUNNING", "HEALTHY", stamped), "nbserve_cell") == (1700000000.25, "abc")
+    view = state.settled(_cell_app("RUNNING", "HEALTHY", stamped), "nbserve_cell")
+    assert view is not None and view.user_config == stamped  # the config that names the version
     # Autoscaling starts and stops replicas of the same version: still settled.
-    assert state.settled_version(_cell_app("RUNNING", "UPSCALING", stamped), "nbserve_cell") == (1700000000.25, "abc")
+    assert state.settled(_cell_app("RUNNING", "UPSCALING", stamped), "nbserve_cell") is not None
+    assert state.settled(_cell_app("RUNNING", "DOWNSCALING", stamped), "nbserve_cell") is not None
     # A rollout, a failure or a deploy in progress: replicas may serve another version.
-    assert state.settled_version(_cell_app("RUNNING", "UPDATING", stamped), "nbserve_cell") is None
-    assert state.settled_version(_cell_app("DEPLOYING", "HEALTHY", stamped), "nbserve_cell") is None
-    assert state.settled_version(_cell_app("RUNNING", "UNHEALTHY", stamped), "nbserve_cell") is None
-    # A config nbserve did not stamp, or no such deployment, names no version.
-    assert state.settled_version(_cell_app("RUNNING", "HEALTHY", None), "nbserve_cell") is None
-    assert state.settled_version(_cell_app("RUNNING", "HEALTHY", {"x": 1}), "nbserve_cell") is None
-    assert state.settled_version(_cell_app("RUNNING", "HEALTHY", stamped), "other") is None
+    assert state.settled(_cell_app("RUNNING", "UPDATING", stamped), "nbserve_cell") is None
+    assert state.settled(_cell_app("DEPLOYING", "HEALTHY", stamped), "nbserve_cell") is None
+    assert state.settled(_cell_app("RUNNING", "UNHEALTHY", stamped), "nbserve_cell") is None
+    # No such deployment.
+    assert state.settled(_cell_app("RUNNING", "HEALTHY", stamped), "other") is None

@@ -13,6 +13,7 @@ from nbserve.backends.ray.replica import (
     REPLICA_SOURCES,
     cell_config,
     code_version_of,
+    config_version,
     read_cell,
     read_extra,
     replica_code_version,
@@ -30,7 +31,12 @@ def test_cell_config_is_json_and_gives_the_cell_back() -> None:
     assert json.loads(json.dumps(config)) == config  # Serve requires JSON
     assert read_cell(config) == (bundle, spec.runtime_options())
     assert read_extra(config) == spec
-    assert (config["deployed_at"], config["code_version"]) == (1234.5, "nbserve-replica-abc")
+    assert config_version(config) == (1234.5, "nbserve-replica-abc")
+    # A replica's description is its config, stamped by the replica: the same reader.
+    assert config_version({**config, "deployed_at": 99.0, "handler": "f"}) == (99.0, "nbserve-replica-abc")
+    # A config nbserve did not write names no version.
+    assert config_version(None) is None
+    assert config_version({"x": 1}) is None
 
 
 def test_the_code_version_is_stable() -> None:

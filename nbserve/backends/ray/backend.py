@@ -50,6 +50,7 @@ from nbserve.backends.ray.options import CELL_DEPLOYMENT, deployment_options, re
 from nbserve.backends.ray.replica import (
     CellReplica,
     cell_config,
+    config_version,
     read_cell,
     read_extra,
     replica_code_version,
@@ -121,8 +122,10 @@ class _Deployed:
     def __init__(self, description: dict[str, Any]) -> None:
         self.bundle, self.options = read_cell(description)
         self.spec: ServeSpec = read_extra(description)
-        self.deployed_at = float(description["deployed_at"])
-        self.code_version = str(description.get("code_version") or "")
+        version = config_version(description)
+        if version is None:
+            raise ValueError("the replica's description names no version")
+        self.deployed_at, self.code_version = version
         self.handler = str(description.get("handler") or self.bundle.handler)
 
 
@@ -247,7 +250,8 @@ class RayBackend(Backend):
         """``_describe``, asked once per version: while Serve shows the endpoint settled on the
         version a replica described, that description holds. A live dashboard reads it every
         second, and asking costs a call to a replica and the cell unpickled (5-9 ms of the kernel's CPU)."""
-        version = state.settled_version(overview, CELL_DEPLOYMENT)
+        view = state.settled(overview, CELL_DEPLOYMENT)
+        version = config_version(view.user_config) if view is not None else None
         known = self._descriptions.get(name)
         if version is not None and known is not None and known[0] == version:
             return known[1]

@@ -22,7 +22,7 @@ import gc
 import hashlib
 import os
 import sys
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ __all__ = [
     "CellReplica",
     "cell_config",
     "code_version_of",
+    "config_version",
     "read_cell",
     "read_extra",
     "replica_code_version",
@@ -101,6 +102,14 @@ def cell_config(
         "deployed_at": deployed_at,
         "code_version": code_version,
     }
+
+
+def config_version(config: Any) -> tuple[float, str] | None:
+    """The version a ``cell_config`` (or a replica's description) names: its ``deployed_at``
+    and ``code_version``; ``None`` for a config nbserve did not write."""
+    if not isinstance(config, Mapping) or "deployed_at" not in config:
+        return None
+    return float(config["deployed_at"]), str(config.get("code_version") or "")
 
 
 def read_cell(config: dict[str, Any]) -> tuple[CellBundle, RuntimeOptions]:

@@ -27,7 +27,7 @@ __all__ = [
     "replica_counts",
     "resource_fix",
     "serve_view",
-    "settled_version",
+    "settled",
     "setup_traceback",
     "update_phase",
 ]
@@ -53,9 +53,9 @@ class DeploymentView:
     status: str
     message: str
     replica_states: dict[str, int]  # replica state -> replicas in it
-    # The version its config names, as nbserve stamps a cell's user_config (deployed_at,
-    # code_version); serve.status() leaves the config out. None for a config without them.
-    version: tuple[float, str] | None = None
+    # The config's user_config, which names the version replicas are to serve (nbserve's
+    # stamp, read by replica.config_version); serve.status() leaves it out.
+    user_config: Any = None
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def serve_view(details: Mapping[str, Any]) -> ServeView:
                 _name(deployment["status"]),
                 deployment.get("message") or "",
                 states,
-                _config_version((deployment.get("deployment_config") or {}).get("user_config")),
+                (deployment.get("deployment_config") or {}).get("user_config"),
             )
         applications[name] = ApplicationView(
             _name(app["status"]), app.get("message") or "", float(app.get("last_deployed_time_s") or 0.0), deployments
@@ -103,25 +103,19 @@ def serve_view(details: Mapping[str, Any]) -> ServeView:
     return ServeView(applications, proxies)
 
 
-def _config_version(user_config: Any) -> tuple[float, str] | None:
-    if not isinstance(user_config, Mapping) or "deployed_at" not in user_config:
-        return None
-    return float(user_config["deployed_at"]), str(user_config.get("code_version") or "")
-
-
 # A deployment's statuses while every replica runs the version its config names (scaling
 # starts new replicas of that version; an update would show UPDATING).
 _SETTLED = frozenset({"HEALTHY", "UPSCALING", "DOWNSCALING"})
 
 
-def settled_version(overview: ApplicationView, deployment: str) -> tuple[float, str] | None:
-    """The version ``deployment`` serves everywhere, when Serve says so: the application
-    running, the deployment settled, and its config stamped. While it holds, what a replica
+def settled(overview: ApplicationView, deployment: str) -> DeploymentView | None:
+    """``deployment``, when Serve says every replica serves the version its config names:
+    the application running and the deployment settled. While that holds, what a replica
     said of that version stays true, so it need not be asked again."""
     view = overview.deployments.get(deployment)
     if overview.status != "RUNNING" or view is None or view.status not in _SETTLED:
         return None
-    return view.version
+    return view
 
 
 def replica_counts(overview: ApplicationView, target: int) -> ReplicaCounts:
