@@ -104,7 +104,7 @@ class ServeMagics(Magics):
         except _DEPLOY_USAGE_ERRORS as exc:
             raise UsageError(str(exc)) from None
         shell.user_ns[spec.name] = endpoint
-        progress.finish(f"running at {endpoint.url}")
+        progress.finish(f"deployed at {endpoint.url}")  # an event, not a state: the dashboard shows the state
         display(live_dashboard(endpoint))
 
     serve.__doc__ = (serve.__doc__ or "") + VERBS_HELP

@@ -22,7 +22,7 @@ def kecho(items):
 
 def test_cell_deploys_and_the_name_is_a_callable_endpoint(kernel: Kernel) -> None:
     deployed = kernel.ok(CELL)
-    assert "running at http://127.0.0.1:" in deployed.text
+    assert "kecho: deployed at http://127.0.0.1:" in deployed.text
     assert "kecho (ray) · running · http://127.0.0.1:" in deployed.text  # the dashboard, as text
 
     # A sync call inside a cell, where an event loop is already running.
