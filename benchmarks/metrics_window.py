@@ -6,7 +6,8 @@ cost the collector, and the memory a sample holds, at the 300,000-sample cap.
         # nbserve/_metrics.py, e.g. from `git show REV:nbserve/_metrics.py > /tmp/old_metrics.py`
 
 CPU time (``time.process_time``) of 1,000 samples a second for 300 s, shipped once a second
-as the plain tuples Ray delivers, then ``stats(60)`` + ``series(180, 5)`` ten times.
+as the plain tuples Ray delivers, then ``stats(60)`` + ``series(180, 5)`` ten times; and the
+replica's part of a sample: recording it on the serving path, draining and serializing it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from types import ModuleType
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy  # noqa: F401 - imported before the count, as in a collector that has answered once
 
-from nbserve.runtime.recorder import RequestSample
+from nbserve.runtime.recorder import Recorder, RequestSample
 
 NOW = 1_800_000_000.0
 
@@ -67,6 +68,24 @@ def main() -> None:
         f"{held / 300_000:.0f} B held per sample; a 1,000-sample shipment {add_ms:.2f} ms; "
         f"stats(60) + series(180, 5) {poll_ms:.1f} ms of CPU"
     )
+    record_us, ship_us = replica_side(200_000)
+    print(f"in the replica, per request: {record_us:.2f} us to record, {ship_us:.2f} us to drain and serialize")
+
+
+def replica_side(requests: int) -> tuple[float, float]:
+    """CPU microseconds per request of a replica's part: ``Recorder.request`` on the serving
+    path, then the shipping thread's drain and the pickling Ray does to send the rows."""
+    from ray import cloudpickle
+
+    recorder = Recorder()
+    started = time.process_time()
+    for _ in range(requests):
+        recorder.request(time.perf_counter(), 1, False)
+    record_us = 1e6 * (time.process_time() - started) / requests
+    started = time.process_time()
+    drained, _ = recorder.drain()
+    cloudpickle.dumps([tuple(r) for r in drained])
+    return record_us, 1e6 * (time.process_time() - started) / requests
 
 
 if __name__ == "__main__":
