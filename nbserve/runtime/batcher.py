@@ -12,8 +12,9 @@ the oldest waiting input has waited ``wait_s``.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
 __all__ = ["Batcher", "Gatherer"]
@@ -46,6 +47,14 @@ class Gatherer:
         self.timeout_s = timeout_s
         self._on_batch = on_batch
         self._on_overrun = on_overrun
+
+    @staticmethod
+    def _start_worker(work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """The worker's task, in a context of its own. A batch serves many requests, so it runs
+        in none of theirs: were it the first caller's (what a new task inherits), the calls its
+        handler makes into other endpoints would be that request's children, and Ray would
+        cancel them, for the whole batch, when that one caller gave up."""
+        return asyncio.get_running_loop().create_task(work, context=contextvars.Context())
 
     async def _fill(
         self, queue: asyncio.Queue[E], batch: list[E], deadline: float, is_stop: Callable[[E], bool]
@@ -110,7 +119,7 @@ class Batcher(Gatherer, Generic[R]):
         if self._queue is None:
             self._queue = asyncio.Queue()
         if self._worker is None or self._worker.done():
-            self._worker = asyncio.ensure_future(self._work(self._queue))
+            self._worker = self._start_worker(self._work(self._queue))
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((time.monotonic(), item, future))
         if self._closed:

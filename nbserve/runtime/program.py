@@ -8,6 +8,7 @@ the batch is split in halves until the failing inputs stand alone.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import importlib
 import linecache
 import sys
@@ -125,7 +126,20 @@ def _handler_error(exc: BaseException, filename: str) -> HandlerError:
         trace = cell_traceback(shown, filename)
     except BaseException:  # noqa: BLE001 - formatting the traceback calls __str__ too
         trace = ""
-    return HandlerError(type(shown).__name__, safe_str(shown), trace)
+    detail = safe_str(shown)
+    if not detail and isinstance(shown, asyncio.CancelledError):
+        # The handler's own: a call it awaited was cancelled (its task was not, see run_one).
+        detail = "a call the handler awaited was cancelled"
+    return HandlerError(type(shown).__name__, detail, trace)
+
+
+def _cancelled_from_outside() -> bool:
+    """Whether a ``CancelledError`` here is this task's own cancellation (its caller gave up, a
+    time limit), not one the handler raised (a call it awaited was cancelled), which fails its
+    inputs like any error of the handler's instead of ending the batcher's worker and leaving
+    the batch's callers waiting."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
 
 
 # The request a handler call serves (set by ``ServedCell`` around the call): a call that is
@@ -196,8 +210,12 @@ class CellProgram:
                 if self._busy_since is not None and self._busy_since[0] is executor:
                     self._busy_since = None
 
+        # In the caller's context, as Serve runs a sync method (anyio.to_thread does the same):
+        # a call the handler makes into another endpoint is then the request's child, which Ray
+        # cancels with it and Serve logs under its request id.
+        context = contextvars.copy_context()
         try:
-            return await asyncio.get_running_loop().run_in_executor(executor, run)
+            return await asyncio.get_running_loop().run_in_executor(executor, context.run, run)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if executor is self._executor or (task is not None and task.cancelling()):
@@ -256,9 +274,9 @@ class CellProgram:
         """Call an unbatched handler with one input."""
         try:
             return Outcome(await self._invoke(item))
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - any handler error belongs to its input
+        except BaseException as exc:  # any handler error belongs to its input
+            if isinstance(exc, asyncio.CancelledError) and _cancelled_from_outside():
+                raise
             return Outcome(error=_handler_error(exc, self.bundle.filename))
 
     async def run_batch(self, items: Sequence[Any]) -> list[Outcome]:
@@ -269,9 +287,9 @@ class CellProgram:
         try:
             outputs = await self._invoke(items)
             outputs = self._check_outputs(outputs, len(items))
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - isolate whatever the handler raised
+        except BaseException as exc:  # isolate whatever the handler raised
+            if isinstance(exc, asyncio.CancelledError) and _cancelled_from_outside():
+                raise
             if len(items) == 1:
                 return [Outcome(error=_handler_error(exc, self.bundle.filename))]
             middle = len(items) // 2

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import time
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import Executor
@@ -44,10 +45,11 @@ async def iterate_sync(
     ``step(generator)`` gives ``(finished, chunk)``.
     """
     loop = asyncio.get_running_loop()
-    generator = await loop.run_in_executor(executor(), start)
+    # Each call in the caller's context, as CellProgram runs a sync handler.
+    generator = await loop.run_in_executor(executor(), contextvars.copy_context().run, start)
     try:
         while True:
-            finished, chunk = await loop.run_in_executor(executor(), step, generator)
+            finished, chunk = await loop.run_in_executor(executor(), contextvars.copy_context().run, step, generator)
             if finished:
                 return
             yield chunk
@@ -122,7 +124,7 @@ class StreamBatcher(Gatherer):
         if self._queue is None:
             self._queue = asyncio.Queue()
         if self._worker is None or self._worker.done():
-            self._worker = asyncio.ensure_future(self._work(self._queue))
+            self._worker = self._start_worker(self._work(self._queue))
         listener = _Listener(item, time.monotonic())
         self._queue.put_nowait(listener)
         try:

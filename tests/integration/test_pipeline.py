@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import requests
 
 import nbserve
 from nbserve._api import format_endpoints
-from tests.support.helpers import PollingClient, auth, wait_for
+from tests.support.helpers import GIVEN_UP_CELL, PollingClient, auth, check_a_given_up_input_never_runs, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -126,3 +127,61 @@ def test_down_of_a_used_step_on_the_command_line(deploy: Any) -> None:
         timeout=120,
     )
     assert forced.stdout.strip() == "deleted square_c"
+
+
+# Relay one input to the used endpoint: sync handlers block on .result(), async ones await.
+RELAYS = {
+    "sync": "def relay_{kind}(x):\n    return {used}(x).result()\n",
+    "async": "async def relay_{kind}(x):\n    return await {used}(x)\n",
+}
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_call_whose_caller_gave_up_cancels_the_calls_it_made(deploy: Any, tmp_path: Path, kind: str) -> None:
+    # The relay's input is queued in the used endpoint behind a 3 s batch when the relay's
+    # caller gives up: Ray cancels the relay's request and its child, so the input never runs.
+    # A sync handler's thread must run in its request's context for its call to be the child.
+    used = deploy(GIVEN_UP_CELL, f"given_up_{kind}", max_batch_size=1)
+    relay = deploy(
+        RELAYS[kind].format(kind=kind, used=f"given_up_{kind}"), f"relay_{kind}", uses=f"given_up_{kind}", no_batch=True
+    )
+    check_a_given_up_input_never_runs(used, tmp_path, caller=relay)
+
+
+# Records each batch it runs (2 s each); "seen" answers the record.
+BATCHES_SEEN = """
+import time
+batches = []
+
+def batches_seen(items):
+    if items == ["seen"]:
+        return [list(batches)]
+    batches.append(list(items))
+    time.sleep(2)
+    return items
+"""
+FANS = {
+    "sync": "def fan_{kind}(items):\n    return {used}.map(items).result()\n",
+    "async": "async def fan_{kind}(items):\n    return await {used}.map(items)\n",
+}
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_one_caller_giving_up_leaves_its_batch_calls_to_the_others(deploy: Any, kind: str) -> None:
+    # A batch serves many requests, so its calls into another endpoint belong to none of them:
+    # the first caller (whose request started the batcher) giving up must not cancel them.
+    used = deploy(BATCHES_SEEN, f"batches_{kind}")
+    fan = deploy(
+        FANS[kind].format(kind=kind, used=f"batches_{kind}"),
+        f"fan_{kind}",
+        uses=f"batches_{kind}",
+        max_batch_size=2,
+        batch_wait_ms=2000,  # the batch forms when both inputs are in
+    )
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(fan, "A", timeout=1.0)
+        second = pool.submit(fan, "B", timeout=60)
+        with pytest.raises(TimeoutError):
+            first.result()
+        assert second.result() == "B"
+    assert used("seen", timeout=60) == [["A", "B"]], "the batch's call was cancelled with its first caller and re-run"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import socket
 import subprocess
@@ -135,6 +136,10 @@ def own_cluster_env(home: Path, **extra: str) -> dict[str, str]:
     }
 
 
+# A request's tag, set by a test's caller and read by a handler, as Serve's request context is.
+REQUEST_TAG: contextvars.ContextVar[str] = contextvars.ContextVar("nbserve_test_request_tag", default="none")
+
+
 # Records every input it runs; "slow:PATH" touches PATH, then takes 3 s; "seen" answers the record.
 GIVEN_UP_CELL = """
 import pathlib, time
@@ -155,17 +160,20 @@ def record(items):
 """
 
 
-def check_a_given_up_input_never_runs(endpoint: Any, tmp_path: Path) -> None:
+def check_a_given_up_input_never_runs(endpoint: Any, tmp_path: Path, caller: Any = None) -> None:
     """An input queued behind a slow batch, whose caller stops waiting (its timeout), is
     dropped where it waits rather than run later for nobody; the endpoint serves on.
-    ``endpoint`` serves ``GIVEN_UP_CELL`` with batches of one."""
+    ``endpoint`` serves ``GIVEN_UP_CELL`` with batches of one; ``caller`` (by default the
+    endpoint itself) is what the given-up input is sent to: a relay in a pipeline."""
+    caller = caller or endpoint
     started = tmp_path / "slow-started"
     with ThreadPoolExecutor(1) as pool:
         slow = pool.submit(endpoint, f"slow:{started}")
         wait_for(started.exists, 60, "the slow input to start")
         with pytest.raises(TimeoutError):
-            endpoint("given up", timeout=0.5)
+            caller("given up", timeout=0.5)
         assert slow.result(timeout=60) == f"slow:{started}"
     seen = endpoint("seen", timeout=60)
     assert "given up" not in seen, f"the endpoint ran an input its caller had given up on: {seen}"
     assert seen[-1] == f"slow:{started}"
+    assert caller("after", timeout=60) == "after"

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from nbserve.runtime.batcher import Batcher
+from tests.support.helpers import REQUEST_TAG
 
 
 class SlowHandler:
@@ -97,6 +98,28 @@ def test_cancelled_callers_are_left_out_of_the_batch() -> None:
 
     asyncio.run(scenario())
     assert handler.batches == [[0], [2]]
+
+
+def test_a_batch_runs_in_none_of_its_callers_contexts() -> None:
+    # Were it the first caller's, Ray would cancel the calls the batch makes into other
+    # endpoints, for every caller, when that one gave up.
+    seen: list[str] = []
+
+    async def handler(items: list[Any]) -> list[Any]:
+        seen.append(REQUEST_TAG.get())
+        return items
+
+    async def call(batcher: Batcher[Any], tag: str) -> Any:
+        REQUEST_TAG.set(tag)
+        return await batcher.submit(tag)
+
+    async def scenario() -> list[Any]:
+        batcher: Batcher[Any] = Batcher(handler, max_size=4, wait_s=0.01)
+        first = await asyncio.gather(call(batcher, "first"), call(batcher, "second"))
+        return [*first, await call(batcher, "third")]
+
+    assert asyncio.run(scenario()) == ["first", "second", "third"]
+    assert seen == ["none", "none"]
 
 
 def test_close_finishes_what_was_submitted_then_ends_the_worker() -> None:

@@ -15,6 +15,7 @@ import pytest
 from nbserve._cell import analyze_cell, make_bundle
 from nbserve._errors import DeployError, HandlerError, SetupFailedError
 from nbserve.runtime.program import SETUP_TRACEBACK_BEGIN, SETUP_TRACEBACK_END, CellProgram, Outcome
+from tests.support.helpers import REQUEST_TAG
 
 MakeProgram = Callable[..., CellProgram]
 
@@ -271,6 +272,67 @@ def test_run_one_async_stop_iteration_is_an_error(make_program: MakeProgram) -> 
     assert outcome.error is not None
     assert outcome.error.type_name == "RuntimeError"
     assert "StopIteration" in outcome.error.detail
+
+
+# --- cancellation and context --------------------------------------------------------------
+
+# Awaits a future that was cancelled under it, as a call into a used endpoint can be.
+AWAITS_A_CANCELLED_CALL = cell(
+    """
+    import asyncio
+
+    async def f(xs):
+        if "cancelled" in xs:
+            call = asyncio.get_running_loop().create_future()
+            call.cancel()
+            await call
+        return [x.upper() for x in xs]
+    """
+)
+
+
+def test_a_cancelled_call_inside_the_handler_fails_only_its_input(make_program: MakeProgram) -> None:
+    program = make_program(AWAITS_A_CANCELLED_CALL)
+    outcomes = asyncio.run(asyncio.wait_for(program.run_batch(["a", "cancelled", "c"]), 5))
+    assert [o.value for o in outcomes] == ["A", None, "C"]
+    error = outcomes[1].error
+    assert error is not None and (error.type_name, error.detail) == (
+        "CancelledError",
+        "a call the handler awaited was cancelled",
+    )
+    unbatched = make_program(AWAITS_A_CANCELLED_CALL.replace('"cancelled" in xs', 'xs == ["cancelled"]'), batched=False)
+    alone = asyncio.run(unbatched.run_one(["cancelled"])).error
+    assert alone is not None and (alone.type_name, alone.detail) == (error.type_name, error.detail)
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_a_run_whose_caller_cancels_it_is_cancelled(make_program: MakeProgram, batched: bool) -> None:
+    program = make_program("import asyncio\n\nasync def f(x):\n    await asyncio.sleep(30)\n", batched=batched)
+
+    async def scenario() -> None:
+        run = asyncio.ensure_future(program.run_batch([1]) if batched else program.run_one(1))
+        await asyncio.sleep(0.05)
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(run, 5)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("answer", ["return", "yield"])
+def test_a_sync_handler_runs_in_its_callers_context(make_program: MakeProgram, answer: str) -> None:
+    # As in an async handler: a call it makes into another endpoint is then its request's child.
+    program = make_program(
+        f"from tests.support.helpers import REQUEST_TAG\n\ndef f(x):\n    {answer} REQUEST_TAG.get()\n", batched=False
+    )
+
+    async def scenario() -> list[Any]:
+        REQUEST_TAG.set("request 1")
+        if answer == "yield":
+            return [chunk async for chunk in program.stream(None)]
+        return [(await program.run_one(None)).unwrap()]
+
+    assert asyncio.run(scenario()) == ["request 1"]
 
 
 # --- setup failures --------------------------------------------------------------------------
