@@ -161,3 +161,9 @@ export function sparklineRuns(
 export function displayUrl(url: string): string {
   return url.replace(/^https?:\/\//, '');
 }
+
+/** A shown URL cut after each '/': where a narrow column may wrap it, between the parts of
+ * its path rather than inside a name (the parts joined give the URL back). */
+export function urlParts(url: string): string[] {
+  return url.split(/(?<=\/)/);
+}

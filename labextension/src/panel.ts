@@ -16,7 +16,8 @@ import {
   formatReplicas,
   jupyterCurlCommand,
   sparklineRuns,
-  ownerLabel
+  ownerLabel,
+  urlParts
 } from './format';
 import {
   IEndpoint,
@@ -156,9 +157,7 @@ export class EndpointsPanel extends Widget {
     // Whole URLs, wrapped where the column is narrow (a cut-off URL cannot be read or typed);
     // the scheme is left out of the text, not out of what is copied or in the title.
     const url = el('div', 'nbserve-Endpoint-url');
-    const link = el('code', 'nbserve-url', displayUrl(urls.primary));
-    link.title = urls.primary;
-    link.dataset.url = urls.primary;
+    const link = urlText('nbserve-url', urls.primary);
     link.dataset.route = urls.viaJupyter ? 'jupyter' : 'direct';
     url.append(
       link,
@@ -166,9 +165,7 @@ export class EndpointsPanel extends Widget {
     );
     if (urls.secondary !== null) {
       const other = el('div', 'nbserve-Endpoint-url-other');
-      const otherUrl = el('code', 'nbserve-url-other', displayUrl(urls.secondary.url));
-      otherUrl.title = urls.secondary.url;
-      otherUrl.dataset.url = urls.secondary.url;
+      const otherUrl = urlText('nbserve-url-other', urls.secondary.url);
       other.append(el('span', 'nbserve-url-label', `${urls.secondary.label}: `), otherUrl);
       url.append(other);
     }
@@ -229,6 +226,20 @@ function el(tag: string, className: string, text?: string): HTMLElement {
   if (text !== undefined) {
     node.textContent = text;
   }
+  return node;
+}
+
+// A URL as text that wraps between the parts of its path (see urlParts), titled with the whole URL.
+function urlText(className: string, url: string): HTMLElement {
+  const node = el('code', className);
+  urlParts(displayUrl(url)).forEach((part, i) => {
+    if (i > 0) {
+      node.append(document.createElement('wbr'));
+    }
+    node.append(part);
+  });
+  node.title = url;
+  node.dataset.url = url;
   return node;
 }
 

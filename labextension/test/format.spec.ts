@@ -10,7 +10,8 @@ import {
   jupyterCurlCommand,
   ownerLabel,
   shellQuote,
-  sparklineRuns
+  sparklineRuns,
+  urlParts
 } from '../src/format';
 import { endpoint } from './fixtures';
 
@@ -138,6 +139,15 @@ describe('sparklineRuns', () => {
       '0.0,5.0 10.0,5.0',
       '50.0,1.0 60.0,1.0'
     ]);
+  });
+});
+
+describe('urlParts', () => {
+  it('cuts after each slash, and the parts give the URL back', () => {
+    const shown = '127.0.0.1:58411/nbserve/endpoints/remote_echo';
+    expect(urlParts(shown)).toEqual(['127.0.0.1:58411/', 'nbserve/', 'endpoints/', 'remote_echo']);
+    expect(urlParts(shown).join('')).toBe(shown);
+    expect(urlParts('host')).toEqual(['host']);
   });
 });
 

@@ -20,6 +20,25 @@ def _row_text(lab: Lab, part: str) -> str:
     return text.strip()
 
 
+# The line boxes of each text node of a URL element: a part of the path (a text node between
+# <wbr>s) laid out on more than one line was cut inside.
+_LINES = """(node) => [...node.childNodes].filter(n => n.nodeType === Node.TEXT_NODE).map(n => {
+    const range = document.createRange();
+    range.selectNodeContents(n);
+    return {text: n.textContent, tops: [...new Set([...range.getClientRects()].map(r => Math.round(r.top)))]};
+})"""
+
+
+def _parts_cut_inside(lab: Lab, part: str) -> list[str]:
+    lines = lab.page.locator(f"{ROW} {part}").evaluate(_LINES)
+    return [line["text"] for line in lines if len(line["tops"]) > 1]
+
+
+def _wrapped_lines(lab: Lab, part: str) -> int:
+    lines = lab.page.locator(f"{ROW} {part}").evaluate(_LINES)
+    return len({top for line in lines for top in line["tops"]})
+
+
 def test_endpoint_appears_live_and_delete_tears_it_down(lab: Lab, ray_cluster: Any) -> None:
     lab.page.evaluate("() => window.jupyterapp.shell.activateById('nbserve-endpoints')")
     lab.wait_js(
@@ -52,6 +71,10 @@ def test_endpoint_appears_live_and_delete_tears_it_down(lab: Lab, ray_cluster: A
     assert _row_text(lab, ".nbserve-url") == url.removeprefix("http://")
     # Whole, wrapped where needed: nothing of the URL is cut off at the sidebar's default width.
     assert shown.evaluate("node => node.scrollWidth <= node.clientWidth + 1")
+    # and wrapped between the parts of its path, never inside a name ("remote_e" / "cho").
+    assert _wrapped_lines(lab, ".nbserve-url-other") > 1  # the Jupyter route is wider than the column
+    for part in (".nbserve-url", ".nbserve-url-other"):
+        assert _parts_cut_inside(lab, part) == [], f"the sidebar cut {part} inside a part of its path"
     assert _row_text(lab, ".nbserve-Endpoint-backend") == "ray"
     assert _row_text(lab, ".nbserve-notebook") == "sidebar_demo.ipynb"
     if hasattr(Endpoint, "stats"):
