@@ -17,6 +17,10 @@ How the window keeps them: in one bucket per wall-clock second, as columns of ma
 ``stats`` and ``series`` every second; read as Python objects, 300,000 samples cost the
 collector 150-250 ms of CPU per poll, ~25 ms this way (``benchmarks/metrics_window.py``). numpy is imported
 where it is used, so ``import nbserve`` (and ``%load_ext``) stays light.
+
+How ``series`` stays cheap: its steps lie on a fixed grid (multiples of the step), so a step
+that has ended is computed once and kept until samples land in it; a poll recomputes only the
+step still running. Recomputing all 36 steps of a 3-minute plot was most of a poll's cost.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ import time
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from nbserve._types import EndpointStats, SeriesPoint
@@ -41,6 +44,8 @@ __all__ = ["DEFAULT_WINDOW_S", "MetricsWindow", "percentile"]
 DEFAULT_WINDOW_S = 60.0
 # Samples older than this are dropped; the plot shows at most this much history.
 HISTORY_S = 300.0
+# Finished series steps are kept for this many step sizes, the most recently asked.
+KEPT_STEP_SIZES = 4
 # At most this many request samples per endpoint (41 bytes of columns each, ~48 with the
 # buckets: benchmarks/metrics_window.py; the README's bound is 64 MB): beyond ~1,000 requests/s
 # sustained, the oldest history goes first. Totals are counted on arrival and stay exact.
@@ -141,6 +146,8 @@ class MetricsWindow:
         self._reported: dict[str, float] = {}  # replica -> when it last shipped samples
         self._streaming: dict[str, int] = {}  # replica -> streams it had open when it last shipped
         self._totals = list(totals)  # requests, items, errors
+        # step size -> grid index i -> the point of step ((i - 1) * step, i * step]
+        self._steps: dict[float, dict[int, SeriesPoint]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -194,6 +201,7 @@ class MetricsWindow:
             at = kept & (keys == key)
             self._second(key).extend({name: column[at] for name, column in columns.items()})
             self._count += int(at.sum())
+            self._forget_steps(key)
 
     def _second(self, at: float) -> _Second:
         key = math.floor(at)
@@ -206,6 +214,9 @@ class MetricsWindow:
         self._horizon = max(self._horizon, now - HISTORY_S)
         for key in [key for key in self._seconds if key + 1 <= self._horizon]:
             self._count -= len(self._seconds.pop(key))
+        for points in self._steps.values():  # steps the horizon cuts into lose samples
+            for index in [index for index, point in points.items() if point.t - point.step_s < self._horizon]:
+                del points[index]
         while self._count > MAX_SAMPLES:  # the oldest history goes first
             oldest = min(key for key, second in self._seconds.items() if len(second))
             second, excess = self._seconds[oldest], self._count - MAX_SAMPLES
@@ -215,10 +226,18 @@ class MetricsWindow:
             else:
                 second.keep_newest(len(second) - excess)
                 self._count -= excess
+            self._forget_steps(oldest)
         for replica, seen in list(self._reported.items()):
             if seen < now - 10 * FLUSH_INTERVAL_S:
                 del self._reported[replica]  # replaced or stopped
                 self._streaming.pop(replica, None)
+
+    def _forget_steps(self, key: int) -> None:
+        """Drop the kept series steps that second ``key`` falls in: its samples changed."""
+        for step_s, points in self._steps.items():
+            # A sample at t is in step ceil(t / step); one either side against rounding.
+            for index in range(math.ceil(key / step_s) - 1, math.ceil((key + 1) / step_s) + 2):
+                points.pop(index, None)
 
     def _select(self, start: float, end: float) -> _Selection:
         """Every sample and batch in ``(start, end]``; call with the lock held.
@@ -301,20 +320,39 @@ class MetricsWindow:
         )
 
     def series(self, span_s: float = 180.0, step_s: float = 5.0, *, now: float | None = None) -> list[SeriesPoint]:
-        """Per-step throughput and latency percentiles over the last ``span_s`` seconds, oldest first."""
+        """Throughput and latency percentiles over about the last ``span_s`` seconds, oldest first.
+
+        ``span_s // step_s`` points: steps of ``step_s`` on a grid of its multiples, then the
+        step still running, from the grid's last edge to ``now``. That one is half a step to
+        one and a half long (under half, it takes in the step before it, so a poll just after
+        an edge does not plot a rate from a few requests). Each point's ``step_s`` is its own
+        length, over which ``requests_per_s`` counts.
+        """
         if step_s <= 0 or span_s < step_s:
             raise ValueError(f"need 0 < step_s <= span_s, got step {step_s}, span {span_s}")
         now = self.complete_until() if now is None else now
         steps = int(span_s // step_s)
-        edges = [now - (steps - i) * step_s for i in range(steps + 1)]  # edges[0] is the oldest
+        last = math.ceil(now / step_s) - 1  # the newest grid edge before now: last * step_s < now
+        if now - last * step_s < step_s / 2:
+            last -= 1
         with self._lock:
-            selections = [self._select(start, end) for start, end in pairwise(edges)]
-        points = []
-        for end, selection in zip(edges[1:], selections, strict=True):
-            p50, p95, p99 = selection.percentiles()
-            points.append(
-                SeriesPoint(
-                    t=end, requests_per_s=len(selection.latency_ms) / step_s, p50_ms=p50, p95_ms=p95, p99_ms=p99
-                )
-            )
-        return points
+            points = self._steps.pop(step_s, {})
+            self._steps[step_s] = points  # the most recently asked size goes last
+            while len(self._steps) > KEPT_STEP_SIZES:
+                del self._steps[next(iter(self._steps))]
+            wanted = range(last - steps + 2, last + 1)
+            for index in [index for index in points if index not in wanted]:
+                del points[index]
+            for index in wanted:
+                if index not in points:
+                    points[index] = self._point((index - 1) * step_s, index * step_s)
+            return [points[index] for index in wanted] + [self._point(last * step_s, now)]
+
+    def _point(self, start: float, end: float) -> SeriesPoint:
+        """The series point of ``(start, end]``; call with the lock held."""
+        selection = self._select(start, end)
+        p50, p95, p99 = selection.percentiles()
+        step_s = end - start
+        return SeriesPoint(
+            t=end, requests_per_s=len(selection.latency_ms) / step_s, p50_ms=p50, p95_ms=p95, p99_ms=p99, step_s=step_s
+        )

@@ -142,13 +142,14 @@ class EndpointStats:
 
 @dataclass(frozen=True)
 class SeriesPoint:
-    """One step of the plot: the requests that finished in ``(t - step, t]``."""
+    """One step of the plot: the requests that finished in ``(t - step_s, t]``."""
 
     t: float
     requests_per_s: float
     p50_ms: float | None
     p95_ms: float | None
     p99_ms: float | None
+    step_s: float
 
 
 class Watchable(Protocol):

@@ -140,17 +140,18 @@ def plot_span(age_s: float) -> float:
 
 
 def replica_steps(
-    samples: Sequence[tuple[float, int, int]], ends: Sequence[float], step_s: float = PLOT_STEP_S
+    samples: Sequence[tuple[float, int, int]], steps: Sequence[tuple[float, float]]
 ) -> list[tuple[int, int] | None]:
-    """(running, target) replicas at each step ending at ``ends``: the last sample taken in
-    that step, ``None`` where none was (the dashboard was not watching then).
+    """(running, target) replicas in each step ``(start, end]`` of ``steps``: the last sample
+    taken in it, ``None`` where none was (the dashboard was not watching then).
 
-    ``samples`` are (time, running, target), oldest first, as the dashboard polled them."""
-    steps: list[tuple[int, int] | None] = []
-    for end in ends:
-        inside = [(running, target) for at, running, target in samples if end - step_s < at <= end]
-        steps.append(inside[-1] if inside else None)
-    return steps
+    ``samples`` are (time, running, target), oldest first, as the dashboard polled them; the
+    steps are the series' own (the newest runs up to now and has a length of its own)."""
+    found: list[tuple[int, int] | None] = []
+    for start, end in steps:
+        inside = [(running, target) for at, running, target in samples if start < at <= end]
+        found.append(inside[-1] if inside else None)
+    return found
 
 
 def _ago(seconds: float) -> str:

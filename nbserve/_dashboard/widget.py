@@ -107,7 +107,9 @@ class Dashboard:
         values = (
             self._header_html(),
             render.figures_html(self.stats),
-            render.plot_svg(self.series, render.replica_steps(self.replica_samples, [p.t for p in self.series])),
+            render.plot_svg(
+                self.series, render.replica_steps(self.replica_samples, [(p.t - p.step_s, p.t) for p in self.series])
+            ),
         )
         changed = False
         for view, value in zip((self._header, self._figures, self._plot), values, strict=True):

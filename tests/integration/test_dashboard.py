@@ -128,4 +128,15 @@ def test_counts_and_latency_agree_with_wrk(kernel: Kernel) -> None:
     # Measured in the replica, the dashboard leaves out the ingress's share of a request's time:
     # a few ms behind Serve's proxy, under 1.5 ms behind HAProxy (2.6 % of this request here).
     assert abs(stats.p50_ms - result.p50_ms) <= 0.10 * result.p50_ms, (stats.p50_ms, result.p50_ms)
+    # The plot's steps, from the collector: on the 5 s grid but the newest, and every request in one.
+    series = wait_for(
+        lambda: (
+            (points := api.endpoint("kdash").series(60, 5))
+            and round(sum(p.requests_per_s * p.step_s for p in points)) == served
+            and points
+        ),
+        10,
+        f"the plot's steps to hold the {served} requests",
+    )
+    assert all(p.t % 5 == 0 and p.step_s == 5 for p in series[:-1]) and 2.5 <= series[-1].step_s < 7.5, series
     print(f"wrk: {expected} requests, p50 {result.p50_ms:.1f} ms; dashboard: {served}, p50 {stats.p50_ms:.1f} ms")

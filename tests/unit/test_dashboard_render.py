@@ -69,9 +69,9 @@ def test_names_are_escaped() -> None:
 
 
 def test_plot_is_valid_svg_with_lines_gaps_and_lone_points() -> None:
-    series = [SeriesPoint(float(t), 10.0, 5.0, 8.0, 9.0) for t in range(5)]
-    series[2] = SeriesPoint(2.0, 0.0, None, None, None)  # a quiet step: a gap in the latency lines
-    series += [SeriesPoint(5.0, 0.0, None, None, None), SeriesPoint(6.0, 3.0, 7.0, 7.0, 7.0)]
+    series = [SeriesPoint(float(t), 10.0, 5.0, 8.0, 9.0, 5.0) for t in range(5)]
+    series[2] = SeriesPoint(2.0, 0.0, None, None, None, 5.0)  # a quiet step: a gap in the latency lines
+    series += [SeriesPoint(5.0, 0.0, None, None, None, 5.0), SeriesPoint(6.0, 3.0, 7.0, 7.0, 7.0, 5.0)]
     svg_html = render.plot_svg(series)
     charts = re.findall(r"<svg.*?</svg>", svg_html)
     assert len(charts) == 2
@@ -88,18 +88,19 @@ def test_the_time_axis_follows_a_young_endpoint_and_stops_at_three_minutes() -> 
     assert render.plot_span(0) == 30  # the least: six steps
     assert render.plot_span(41) == 45  # its whole life, in whole 5 s steps
     assert render.plot_span(3600) == 180
-    series = [SeriesPoint(float(t), 1.0, 5.0, 5.0, 5.0) for t in range(9)]  # 45 s of 5 s steps
+    series = [SeriesPoint(float(t), 1.0, 5.0, 5.0, 5.0, 5.0) for t in range(9)]  # 45 s of 5 s steps
     axis = re.findall(r"data-axis='start'>([^<]*)<", render.plot_svg(series))
     assert axis == ["-45 s", "-45 s"]
-    long = [SeriesPoint(float(t), 1.0, 5.0, 5.0, 5.0) for t in range(36)]
+    long = [SeriesPoint(float(t), 1.0, 5.0, 5.0, 5.0, 5.0) for t in range(36)]
     assert re.findall(r"data-axis='start'>([^<]*)<", render.plot_svg(long))[0] == "-3 min"
 
 
 def test_replicas_are_plotted_per_step_with_gaps_where_nobody_watched() -> None:
-    samples = [(1.0, 1, 1), (3.0, 1, 3), (9.0, 2, 3), (14.0, 3, 3), (24.0, 1, 1)]
-    steps = render.replica_steps(samples, [5.0, 10.0, 15.0, 20.0, 25.0])
+    samples = [(1.0, 1, 1), (3.0, 1, 3), (9.0, 2, 3), (14.0, 3, 3), (24.0, 2, 2), (26.0, 1, 1)]
+    # The series' steps: on the 5 s grid, the newest running up to now (26.5 s).
+    steps = render.replica_steps(samples, [(0.0, 5.0), (5.0, 10.0), (10.0, 15.0), (15.0, 20.0), (20.0, 26.5)])
     assert steps == [(1, 3), (2, 3), (3, 3), None, (1, 1)]  # the last sample of each step
-    series = [SeriesPoint(float(t), 1.0, 5.0, 5.0, 5.0) for t in range(5)]
+    series = [SeriesPoint(float(t), 1.0, 5.0, 5.0, 5.0, 5.0) for t in range(5)]
     charts = re.findall(r"<svg.*?</svg>", render.plot_svg(series, steps))
     assert len(charts) == 3
     replicas = ET.fromstring(charts[2])

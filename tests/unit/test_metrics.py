@@ -118,6 +118,86 @@ def test_series_buckets_match_a_direct_count() -> None:
     assert sum(p.requests_per_s * 5 for p in points) == len([s for s in raw if s.finished_at > NOW - 60])
 
 
+@pytest.mark.parametrize(("offset", "running"), [(0.0, 5.0), (3.5, 3.5), (1.0, 6.0), (2.5, 2.5)])
+def test_series_steps_lie_on_a_grid_and_the_newest_runs_to_now(offset: float, running: float) -> None:
+    """Between edges the newest point covers the step still running; under half a step long,
+    it takes in the step before it."""
+    rng = random.Random(11)
+    window = MetricsWindow("g", created_at=NOW - 1000)
+    now = NOW + offset
+    raw = samples(rng, 2000, start=now - 100, end=now)
+    window.add("r", raw, now=now)
+
+    points = window.series(span_s=60, step_s=5, now=now)
+
+    assert len(points) == 12
+    assert points[-1].t == now and points[-1].step_s == pytest.approx(running)
+    edges = [p.t for p in points[:-1]]
+    assert all(t % 5 == 0 and p.step_s == 5 for t, p in zip(edges, points, strict=False))
+    assert edges == [points[-1].t - running - 5 * (10 - i) for i in range(11)]
+    for point in points:
+        in_step = sorted(s.latency_s * 1000 for s in raw if point.t - point.step_s < s.finished_at <= point.t)
+        assert point.requests_per_s * point.step_s == pytest.approx(len(in_step))
+        assert point.p50_ms == pytest.approx(float(np.percentile(in_step, 50)))
+    covered = points[0].t - points[0].step_s
+    assert sum(p.requests_per_s * p.step_s for p in points) == pytest.approx(
+        len([s for s in raw if s.finished_at > covered])
+    )
+
+
+def test_polls_a_second_apart_recompute_only_the_running_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    window = MetricsWindow("c", created_at=NOW - 1000)
+    window.add("r", samples(random.Random(2), 3000, start=NOW - 200, end=NOW), now=NOW)
+    selected: list[tuple[float, float]] = []
+    select = window._select
+    monkeypatch.setattr(window, "_select", lambda start, end: selected.append((start, end)) or select(start, end))
+
+    window.series(180, 5, now=NOW + 0.2)
+    assert len(selected) == 36  # nothing kept yet: every step
+    selected.clear()
+    window.series(180, 5, now=NOW + 1.2)
+    assert selected == [(NOW - 5, NOW + 1.2)]  # the same grid: only the running step
+    selected.clear()
+    window.series(180, 5, now=NOW + 5.6)
+    assert selected == [(NOW - 5, NOW), (NOW, NOW + 5.6)]  # a step ended: it, then the running one
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_kept_steps_follow_late_shipments_and_the_horizon(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A poll a second, shipments that land in steps already computed (a replica that ships
+    late) and a history shorter than the plot, so the horizon passes through kept steps:
+    every point still matches the plain computation over what the window holds."""
+    monkeypatch.setattr("nbserve._metrics.HISTORY_S", 40.0)
+    rng = random.Random(seed)
+    window = MetricsWindow("k", created_at=NOW - 1000)
+    raw: list[RequestSample] = []
+    for second in range(80):
+        now = NOW + second + rng.random()
+        shipped = samples(rng, rng.randint(0, 120), start=now - 1, end=now)
+        shipped += samples(rng, rng.randint(0, 5), start=now - 20, end=now - 1)  # late
+        window.add(f"r{second % 3}", shipped, now=now)
+        raw += shipped
+        held = [s for s in raw if s.finished_at >= now - 40]  # the horizon
+        for point in window.series(60, 5, now=now):
+            inside = [s.latency_s * 1000 for s in held if point.t - point.step_s < s.finished_at <= point.t]
+            assert point.requests_per_s * point.step_s == pytest.approx(len(inside)), (second, point)
+            if inside:
+                assert point.p99_ms == pytest.approx(float(np.percentile(inside, 99)))
+
+
+def test_a_kept_step_the_cap_cuts_into_is_computed_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("nbserve._metrics.MAX_SAMPLES", 1000)
+    window = MetricsWindow("cap", created_at=NOW - 100)
+
+    def in_old_step(now: float) -> float:  # requests in the step (NOW - 20, NOW - 15]
+        return {p.t: p.requests_per_s * p.step_s for p in window.series(30, 5, now=now)}[NOW - 15]
+
+    window.add("r", [RequestSample(NOW - 18 + i / 1000, 0.01, 1, False) for i in range(900)], now=NOW - 17)
+    assert in_old_step(NOW - 2) == 900
+    window.add("r", [RequestSample(NOW - 1 + i / 1000, 0.01, 1, False) for i in range(500)], now=NOW)
+    assert in_old_step(NOW + 0.1) == 500  # the cap took its 400 oldest
+
+
 def test_bad_window_arguments_are_refused() -> None:
     window = MetricsWindow("x")
     with pytest.raises(ValueError, match="positive"):
@@ -222,8 +302,8 @@ def test_windows_at_any_edges_match_the_plain_computation(seed: int) -> None:
         assert (stats.batch_mean, stats.batch_max) == (pytest.approx(want["batch_mean"]), want["batch_max"])
     end = NOW - rng.uniform(0, 1)
     for point in window.series(span_s=100, step_s=2.5, now=end):
-        want = reference_stats(raw, batches, point.t - 2.5, point.t)
-        assert point.requests_per_s * 2.5 == pytest.approx(want["window_requests"])
+        want = reference_stats(raw, batches, point.t - point.step_s, point.t)
+        assert point.requests_per_s * point.step_s == pytest.approx(want["window_requests"])
         assert [point.p50_ms, point.p95_ms, point.p99_ms] == pytest.approx(want["p"])
 
 
