@@ -131,6 +131,8 @@ class EmbeddedSettings:
 
     @property
     def autoscaler_metrics_port(self) -> int:
+        """Reserved: the autoscaler's monitor would serve its metrics here; the embedded cluster
+        runs none (``cluster.start_embedded``), so nothing listens."""
         return self.gcs_port + 6
 
     @property

@@ -59,7 +59,8 @@ def test_load_ext_starts_the_cluster_in_the_background_and_the_first_serve_uses_
 
 def test_a_cell_right_after_load_ext_shares_the_starting_connection(own_cluster_env: dict[str, str]) -> None:
     """The prestart thread is still importing Ray when the cell asks for the cluster: both must
-    get one backend (two would both call ray.init: "called ray.init twice")."""
+    get one backend (two would both call ray.init: "called ray.init twice"). Serve's HTTP proxies
+    start beside the first replica; the deploy returns once they answer too."""
     kernel = Kernel(own_cluster_env)
     try:
         kernel.ok("%load_ext nbserve")
@@ -67,9 +68,45 @@ def test_a_cell_right_after_load_ext_shares_the_starting_connection(own_cluster_
         served = kernel.run("%%serve quick --cpus 0.1\ndef quick(xs):\n    return xs\n", timeout=240)
         assert served.status == "ok", served.text
         assert "SIGTERM handler" not in served.text  # Ray's note about the thread stays out of cells
+        # At once, no retry.
+        http = kernel.ok(
+            "import requests\nfrom nbserve import _tokens\n"
+            "_r = requests.post(quick.url, json={'input': 7}, timeout=30, "
+            "headers={'Authorization': f'Bearer {_tokens.read_or_create()}'})\n"
+            "print(_r.status_code, _r.text)"
+        )
+        assert http.stdout.strip() == '200 {"output":7}', http.stdout
         assert kernel.ok("print(quick(7))").stdout.strip() == "7"
     finally:
         kernel.shutdown()
+
+
+FRESH_SERVE = """
+import socket
+from nbserve._config import embedded_settings
+from nbserve.backends.ray import cluster, serve_start
+
+def listening():
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", embedded_settings().http_port)) == 0
+
+cluster.connect(None)
+print("at connect:", listening())
+serve_start.wait_for_ingress()
+print("after the wait:", listening())
+"""
+
+
+def test_a_fresh_serve_does_not_hold_the_connection_until_its_proxies_answer(own_cluster_env: dict[str, str]) -> None:
+    """Serve's controller starts with the connection and its HTTP proxies beside the first
+    replica; the deploy's last step, ``wait_for_ingress``, waits for them."""
+    shown = subprocess.run(
+        [sys.executable, "-c", FRESH_SERVE], env=own_cluster_env, capture_output=True, text=True, timeout=240
+    )
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    # HAProxy's actor and Serve's fallback proxy are fresh Python workers: seconds from ready.
+    assert "at connect: False" in shown.stdout, shown.stdout
+    assert "after the wait: True" in shown.stdout, shown.stdout
 
 
 def test_no_prestart_when_it_is_turned_off(own_cluster_env: dict[str, str]) -> None:

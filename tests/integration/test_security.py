@@ -122,10 +122,12 @@ def test_every_port_of_the_cluster_listens_on_loopback(deploy: Any) -> None:
                 call(b"", timeout=10)
             assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
     settings = embedded_settings()
-    for port in (settings.autoscaler_metrics_port, settings.dashboard_metrics_port):
-        body = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
-        assert "sec_ports" not in body  # Ray's own counters only: no endpoint is named there
-    assert not any(port == settings.metrics_export_port for _, _, port in sockets)  # no exporter at all
+    body = requests.get(f"http://127.0.0.1:{settings.dashboard_metrics_port}/metrics", timeout=30).text
+    assert "sec_ports" not in body  # Ray's own counters only: no endpoint is named there
+    # No exporter at all, and no autoscaler monitor (and so none of its metrics) on one node.
+    assert not any(port == settings.metrics_export_port for _, _, port in sockets)
+    assert not any(port == settings.autoscaler_metrics_port for _, _, port in sockets)
+    assert not any("monitor.py" in " ".join(p.cmdline()) for p in cluster.cluster_processes(settings))
 
 
 def test_state_files_are_private(ray_cluster: Any) -> None:

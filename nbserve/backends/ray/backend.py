@@ -55,6 +55,7 @@ from nbserve.backends.ray.replica import (
     read_extra,
     replica_code_version,
 )
+from nbserve.backends.ray.serve_start import wait_for_ingress
 from nbserve.backends.ray.token import get_token, put_token
 from nbserve.runtime import CellBundle, Outcome
 
@@ -301,6 +302,7 @@ class RayBackend(Backend):
         try:
             version = self._submit(spec, bundle, code_version)
             self._wait_running(spec, version, event, phase)
+            wait_for_ingress()  # a fresh Serve's proxies started beside the replicas: the URL answers
         except BaseException as exc:  # KeyboardInterrupt too: never leave a half deployment
             self._undo(spec.name, previous, event)
             if isinstance(exc, DeployError) and previous is not None:

@@ -38,6 +38,7 @@ import psutil
 from nbserve._config import LOOPBACK, EmbeddedSettings, embedded_settings, private_folder
 from nbserve._errors import ClusterError
 from nbserve.backends.ray.haproxy import haproxy_environment
+from nbserve.backends.ray.serve_start import start_serve
 
 __all__ = ["ClusterInfo", "cluster_processes", "connect", "embedded_status", "start_embedded", "stop_embedded"]
 
@@ -211,6 +212,13 @@ def start_embedded(
             f"--runtime-env-agent-port={settings.runtime_env_agent_port}",
             f"--temp-dir={settings.temp_dir}",
             "--disable-usage-stats",
+            # Two Python daemons that an embedded cluster has no use for, each ~1.5 s of CPU
+            # at every start on the first deploy's path (and ~70 MB): the autoscaler's monitor
+            # (one node, nothing to add; pending demands still reach the GCS from the raylet)
+            # and the log monitor (it streams worker output to drivers, which nbserve's
+            # connection turns off; logs() reads the log files).
+            "--no-monitor",
+            "--include-log-monitor=false",
         ]
         if settings.num_cpus is not None:
             command.append(f"--num-cpus={settings.num_cpus}")
@@ -233,9 +241,8 @@ def start_embedded(
             # (Serve's default is ten), so HTTP answers again within seconds, not half a minute.
             "RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S": "1",
             "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "2",
-            # The autoscaler's and the dashboard's Prometheus ports: fixed, so two clusters on
-            # one machine do not both take Ray's defaults (44217, 44227).
-            "AUTOSCALER_METRIC_PORT": str(settings.autoscaler_metrics_port),
+            # The dashboard's Prometheus port: fixed, so two clusters on one machine do not
+            # both take Ray's default (44227).
             "DASHBOARD_METRIC_PORT": str(settings.dashboard_metrics_port),
         }
         if settings.ingress == "haproxy":
@@ -450,7 +457,6 @@ def connect(address: str | None, on_status: Callable[[str], None] | None = None)
         info = ClusterInfo(address=address, http_host=LOOPBACK, http_port=8000, embedded=False)
 
     import ray
-    from ray import serve
 
     if auth_mode is not None and not ray.is_initialized():
         _set_auth_mode(auth_mode)  # before ray.init: the driver must speak the cluster's mode
@@ -478,7 +484,8 @@ def connect(address: str | None, on_status: Callable[[str], None] | None = None)
                 )
             raise ClusterError(f"cannot connect to the Ray cluster at {target}: {exc}.{hint}") from exc
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
-    serve.start(http_options={"host": LOOPBACK, "port": info.http_port if info.embedded else 8000})
+    # Its HTTP proxies start meanwhile: a deploy waits for them once its replicas run.
+    start_serve({"host": LOOPBACK, "port": info.http_port if info.embedded else 8000})
     if info.embedded:
         _watch_embedded(embedded_settings())
     else:
