@@ -6,7 +6,7 @@ fresh Python worker). On a cold first deploy that wait was 2.4 s during which no
 start. Here the controller is created the same way, the proxies' readiness is kept, and a
 deploy waits for it only once its replicas run (``wait_for_ingress``), so the first replica's
 process, imports and model load overlap the proxies' start: a cold deploy of the quickstart
-went from 20.3 to 18.4 s (median of 3 alternating runs each, benchmarks/deploy_times.py).
+went from 20.3 to 18.4 s (Ray's dashboard off; medians of 3 alternating runs, deploy_times.py).
 
 The steps are Ray 2.60's own (``ray.serve._private.api``); where a Ray lacks them, Serve's
 public ``serve.start`` runs and nothing is left to wait for.
