@@ -30,6 +30,7 @@ DRIVER = textwrap.dedent(
     import nbserve
     from nbserve._config import embedded_settings
     from nbserve.backends.ray import cluster
+    from nbserve.backends.ray.routes import routes_settled
 
     CELL = (
         "import os\\nVERSION = {v}\\ndef twice(items):\\n"
@@ -55,8 +56,12 @@ DRIVER = textwrap.dedent(
     seen["call"] = ep(3)["out"]
 
     nbserve.deploy(CELL.format(v=2), "twice", max_batch_size=8, batch_wait_ms=50, cpus=0.25)
-    after = requests.post(ep.url, json={"input": 1}, headers=headers, timeout=60).json()["output"]
-    seen["reloaded"] = [after["v"], after["pid"] == first.json()["output"]["pid"]]
+    # Behind HAProxy a reload in place reloads HAProxy twice (its replicas leave Serve's routes
+    # while they reconfigure): the deploy returns once HAProxy runs the last routes.
+    seen["routes_settled"] = routes_settled("twice")
+    after = requests.post(ep.url, json={"input": 1}, headers=headers, timeout=60)
+    assert after.status_code == 200, f"the first request after a reload: {after.status_code} {after.text}"
+    seen["reloaded"] = [after.json()["output"]["v"], after.json()["output"]["pid"] == first.json()["output"]["pid"]]
 
     gen = nbserve.deploy(GEN, "gen", no_batch=True, cpus=0.25)
     body = {"input": "one two three", "stream": True}
@@ -157,6 +162,8 @@ def test_each_ingress_keeps_auth_batching_streaming_and_reload_on_loopback(ingre
     assert batch_max > 1, "no batch formed behind the ingress"
     assert seen["call"] == 6
     assert seen["reloaded"] == [2, True], "a re-run must reload the cell in the same replica process"
+    # Serve's proxy has no routes to wait for; behind HAProxy a deploy returns after its last reload.
+    assert seen["routes_settled"] == (True if haproxy else None), "the deploy returned before HAProxy's routes did"
     assert seen["sse"] == ["one", "two", "three"]
     assert seen["stream"] == ["four", "five"]
     assert seen["http_port_served"]

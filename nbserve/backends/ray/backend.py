@@ -55,6 +55,7 @@ from nbserve.backends.ray.replica import (
     read_extra,
     replica_code_version,
 )
+from nbserve.backends.ray.routes import wait_for_routes
 from nbserve.backends.ray.serve_start import wait_for_ingress
 from nbserve.backends.ray.token import get_token, put_token
 from nbserve.runtime import CellBundle, Outcome
@@ -308,15 +309,21 @@ class RayBackend(Backend):
             if isinstance(exc, DeployError) and previous is not None:
                 raise type(exc)(f"{exc}\n\nThe previous version of {spec.name} is serving again.") from None
             raise
+        if self._embedded_haproxy():  # a hot reload reloads HAProxy twice: return after the last
+            wait_for_routes(spec.name)
         return self.info(spec.name)
+
+    def _embedded_haproxy(self) -> bool:
+        """Whether the endpoints are served through the embedded cluster's HAProxy."""
+        return self._address is None and embedded_settings().ingress == "haproxy"
 
     def _mark_endpoint(self, name: str, retry: bool | None) -> bool:
         """Tell the embedded cluster's HAProxy that ``name`` is deployed and whether to re-send
         its requests whose replica died (``retry=None``: deleted); whether there is a HAProxy
         to tell (Serve's own proxy never re-sends them)."""
-        settings = embedded_settings()
-        if self._address is not None or settings.ingress != "haproxy":
+        if not self._embedded_haproxy():
             return False
+        settings = embedded_settings()
         if retry is None:
             haproxy.unmark_endpoint(settings, name)
         else:
