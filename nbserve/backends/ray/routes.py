@@ -66,10 +66,9 @@ def routes_settled(app_name: str) -> bool | None:
 
 
 def _settled(controller: Any, manager: Any, app_name: str) -> bool | None:
-    try:
-        wanted = ray.get(controller.get_target_groups.remote(app_name=app_name, from_proxy_manager=True), timeout=10)
-    except (TypeError, AttributeError):  # another Ray's controller
+    if not hasattr(controller, "get_target_groups"):  # another Ray's controller
         return None
+    wanted = ray.get(controller.get_target_groups.remote(app_name=app_name, from_proxy_manager=True), timeout=10)
     view = ray.get(manager.__ray_call__.remote(_manager_view, app_name), timeout=10)
     if view is None:
         return None
@@ -80,8 +79,7 @@ def _settled(controller: Any, manager: Any, app_name: str) -> bool | None:
 def wait_for_routes(app_name: str, timeout_s: float = ROUTES_TIMEOUT_S) -> bool:
     """Return once HAProxy routes ``app_name`` as the controller does: True; False when that did
     not happen within ``timeout_s`` or this Ray keeps no such state (the deploy goes on either
-    way). A server HAProxy has not checked yet counts as up (HAProxy's ``init-state``), and one
-    it knew keeps its state across the reload (Ray's server-state file)."""
+    way). Whether each server is healthy stays HAProxy's own check; this waits for the routes."""
     deadline = time.monotonic() + timeout_s
     try:
         found = _head_manager()
